@@ -1,0 +1,176 @@
+"""One async engine per process, its connection options, and migrations.
+
+PostgreSQL connections run in AUTOCOMMIT with asyncpg's statement cache on and no pre-ping, so
+each repository call is one round trip. A connection that the server closed while it sat idle
+(Neon does this) is noticed at checkout without a round trip and replaced; a call that fails
+because its connection was already closed before the statement was sent is retried once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event, exc
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from todo_mcp.config import DatabaseTarget
+from todo_mcp.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def migrations_path() -> Path:
+    """Migrations ship inside the wheel; in a source checkout they sit at the top of the repository."""
+    packaged = Path(__file__).with_name("migrations")
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "migrations"
+
+
+def _alembic_config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(migrations_path()))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def _closed_before_send(error: BaseException) -> bool:
+    """True when the driver refused to send because the connection was already closed."""
+    orig = getattr(error, "orig", None)
+    text = str(orig or error).lower()
+    return (
+        isinstance(error, exc.DBAPIError) and error.connection_invalidated and "connection is closed" in text
+    )
+
+
+def _make_engine(target: DatabaseTarget, *, pool_size: int, autocommit: bool) -> AsyncEngine:
+    options: dict[str, Any] = {"connect_args": dict(target.connect_args), "pool_pre_ping": False}
+    if autocommit:
+        options["isolation_level"] = "AUTOCOMMIT"
+    if target.dialect == "postgresql":
+        options.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+        engine = create_async_engine(target.url, **options)
+
+        @event.listens_for(engine.sync_engine, "checkout")
+        def _drop_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+            # A local check, no round trip: asyncpg has already seen the server hang up.
+            raw = getattr(dbapi_connection, "driver_connection", None)
+            if raw is not None and raw.is_closed():
+                raise exc.DisconnectionError("connection closed while idle")
+
+        return engine
+
+    target_path = Path(target.url.database or "")
+    target_path.parent.mkdir(parents=True, exist_ok=True)
+    options["connect_args"].setdefault("timeout", 30)
+    engine = create_async_engine(target.url, **options)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=30000", "foreign_keys=ON"):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    return engine
+
+
+@dataclass
+class Database:
+    """The process's engine; every transport and route shares it."""
+
+    target: DatabaseTarget
+    engine: AsyncEngine
+
+    @classmethod
+    def open(cls, target: DatabaseTarget, *, pool_size: int = 5) -> Database:
+        return cls(target=target, engine=_make_engine(target, pool_size=pool_size, autocommit=True))
+
+    @property
+    def dialect(self) -> str:
+        return self.target.dialect
+
+    async def run(
+        self,
+        operation: Callable[Concatenate[AsyncConnection, P], Awaitable[T]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run one repository operation on a pooled autocommit connection."""
+        for attempt in (1, 2):
+            try:
+                async with self.engine.connect() as conn:
+                    return await operation(conn, *args, **kwargs)
+            except exc.DBAPIError as error:
+                if attempt == 1 and _closed_before_send(error):
+                    log.info("database connection was closed; retrying on a new one")
+                    continue
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+async def _with_sync_connection(target: DatabaseTarget, fn: Callable[[Connection], T]) -> T:
+    engine = _make_engine(target, pool_size=1, autocommit=False)
+    try:
+        async with engine.begin() as conn:
+            return await conn.run_sync(fn)
+    finally:
+        await engine.dispose()
+
+
+async def migrate(target: DatabaseTarget) -> str:
+    """Bring the schema to the latest revision; returns it."""
+
+    def upgrade(connection: Connection) -> None:
+        command.upgrade(_alembic_config(connection), "head")
+
+    await _with_sync_connection(target, upgrade)
+    return head_revision()
+
+
+async def current_revision(target: DatabaseTarget) -> str | None:
+    def read(connection: Connection) -> str | None:
+        return MigrationContext.configure(connection).get_current_revision()
+
+    return await _with_sync_connection(target, read)
+
+
+async def prepare(target: DatabaseTarget, migration_target: DatabaseTarget, *, auto_migrate: bool) -> None:
+    """At start-up: migrate (embedded default, or when asked) or check that the schema is current."""
+    if auto_migrate:
+        await migrate(migration_target)
+        return
+    current, head = await current_revision(target), head_revision()
+    if current != head:
+        raise ConfigError(
+            f"the database schema is at revision {current or 'none'}, this server needs {head}: "
+            "run `todo-mcp migrate` (or set TODO_MCP_AUTO_MIGRATE=true)"
+        )
+
+
+async def check_reachable(database: Database) -> None:
+    async with database.engine.connect() as conn:
+        await conn.execute(sa.text("SELECT 1"))

@@ -1,0 +1,31 @@
+"""Domain errors, raised by the repository and translated once per edge (MCP tool, REST route)."""
+
+from __future__ import annotations
+
+
+class TodoError(Exception):
+    """Base class: the message is written for the caller (a model or a person) to act on."""
+
+
+class NotFoundError(TodoError):
+    """The task does not exist for this user (another user's task looks exactly the same)."""
+
+    def __init__(self, task_id: int) -> None:
+        self.task_id = task_id
+        super().__init__(f"Task {task_id} was not found. Use list_tasks to find the id of an existing task.")
+
+
+class ConflictError(TodoError):
+    """The write would overwrite a newer change, or reuses an idempotency key with other content."""
+
+    def __init__(self, message: str, *, current_version: int | None = None) -> None:
+        self.current_version = current_version
+        super().__init__(message)
+
+
+class InvalidInputError(TodoError):
+    """The input is well-formed JSON but not acceptable; the message says what to send instead."""
+
+
+class ConfigError(Exception):
+    """The server cannot start with this configuration; the message is one line for stderr."""
