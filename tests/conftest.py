@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import pytest
@@ -23,6 +24,8 @@ from todo_mcp.db import Database, migrate
 from todo_mcp.identity import Principal, local_identity
 from todo_mcp.server import build_server
 
+T = TypeVar("T")
+
 PG_ADMIN_URL = os.environ.get("TODO_MCP_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 BACKENDS = ["sqlite", "postgres"]
 
@@ -30,6 +33,12 @@ BACKENDS = ["sqlite", "postgres"]
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
     return "asyncio"
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from sync code, even when an event loop is running here."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def _pg_url(database: str) -> str:
@@ -55,19 +64,19 @@ async def _admin(sql: str) -> None:
 def pg_url() -> Iterator[str]:
     """A fresh, migrated PostgreSQL database for this test session (dropped afterwards)."""
     name = f"todo_mcp_test_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    run_sync(_admin(f'CREATE DATABASE "{name}"'))
     url = _pg_url(name)
-    asyncio.run(migrate(parse_database_url(url)))
+    run_sync(migrate(parse_database_url(url)))
     try:
         yield url
     finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        run_sync(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="session")
 def sqlite_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("sqlite") / "todo.sqlite3"
-    asyncio.run(migrate(sqlite_target(path)))
+    run_sync(migrate(sqlite_target(path)))
     return path
 
 

@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     auth_leeway: int = Field(default=30, ge=0, le=300, validation_alias="TODO_MCP_AUTH_LEEWAY")
     auth_default_scopes: CommaList = Field(
         default_factory=lambda: ["todo:read", "todo:write"],
-        validation_alias=AliasChoices("TODO_MCP_AUTH_DEFAULT_SCOPES"),
+        validation_alias="TODO_MCP_AUTH_DEFAULT_SCOPES",
     )
     allowed_hosts: CommaList = Field(default_factory=list, validation_alias="TODO_MCP_ALLOWED_HOSTS")
     cors_origins: CommaList = Field(default_factory=list, validation_alias="TODO_MCP_CORS_ORIGINS")

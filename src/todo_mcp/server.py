@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
+from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
@@ -68,6 +69,41 @@ def _result(model: BaseModel) -> CallToolResult:
     )
 
 
+def slim_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """The same JSON schema without the bytes a model does not need.
+
+    Drops pydantic's generated titles and `"default": null`, and turns `anyOf: [X, null]` into X for
+    fields that default to None (leaving such a field out means "not given", and outputs leave it out
+    rather than send null). A required field that may be null, like next_cursor, keeps its null.
+    """
+
+    def walk(node: Any) -> Any:
+        if not isinstance(node, dict):
+            return node
+        node = dict(node)
+        node.pop("title", None)
+        optional = "default" in node and node["default"] is None
+        if optional:
+            del node["default"]
+        options = node.get("anyOf")
+        if optional and isinstance(options, list) and len(options) == 2 and {"type": "null"} in options:
+            (kept,) = [option for option in options if option != {"type": "null"}]
+            del node["anyOf"]
+            node = {**kept, **node}
+        for key in ("properties", "$defs"):
+            if isinstance(node.get(key), dict):
+                node[key] = {name: walk(sub) for name, sub in node[key].items()}
+        for key in ("items", "additionalProperties"):
+            if isinstance(node.get(key), dict):
+                node[key] = walk(node[key])
+        if isinstance(node.get("anyOf"), list):
+            node["anyOf"] = [walk(option) for option in node["anyOf"]]
+        return node
+
+    result: dict[str, Any] = walk(schema)
+    return result
+
+
 def _annotations(*, read_only: bool, destructive: bool, idempotent: bool) -> ToolAnnotations:
     return ToolAnnotations(
         read_only_hint=read_only,
@@ -92,13 +128,7 @@ def _single_or_bulk(single: bool, result: BulkResult) -> BulkResult:
 
 def build_server(db: Database, *, settings: Settings, identity: Identity) -> MCPServer[Any]:
     """An MCP server acting for whoever `identity()` names (the token's subject, or the stdio user)."""
-    mcp: MCPServer[Any] = MCPServer(
-        "todo-mcp",
-        title="Tasks",
-        version=__version__,
-        instructions=INSTRUCTIONS,
-        log_level=settings.log_level,
-    )
+    tools: list[Tool] = []
 
     def caller(scope: str) -> str:
         principal = identity()
@@ -120,11 +150,15 @@ def build_server(db: Database, *, settings: Settings, identity: Identity) -> MCP
                 except TodoError as error:
                     raise ToolError(str(error)) from None
 
-            mcp.add_tool(
+            registered = Tool.from_function(
                 run,
                 annotations=_annotations(read_only=read_only, destructive=destructive, idempotent=idempotent),
                 structured_output=True,
             )
+            registered.parameters = slim_schema(registered.parameters)
+            if registered.fn_metadata.output_schema is not None:
+                registered.fn_metadata.output_schema = slim_schema(registered.fn_metadata.output_schema)
+            tools.append(registered)
 
         return register
 
@@ -238,6 +272,15 @@ def build_server(db: Database, *, settings: Settings, identity: Identity) -> MCP
         operation = repository.restore_tasks if undo else repository.delete_tasks
         results = await db.run(operation, owner=caller(WRITE), ids=ids)
         return _single_or_bulk(task_id is not None, BulkResult(results=results))
+
+    mcp: MCPServer[Any] = MCPServer(
+        "todo-mcp",
+        title="Tasks",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        log_level=settings.log_level,
+        tools=tools,
+    )
 
     @mcp.resource(
         "task://{task_id}",

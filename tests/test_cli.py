@@ -1,0 +1,126 @@
+"""The installed `todo-mcp` console script: stdio sessions, start-up errors, stdout hygiene."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from mcp import Client, StdioServerParameters
+
+from tests.conftest import _admin, _pg_url, run_sync
+
+SCRIPT = Path(sys.executable).with_name("todo-mcp")
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "DIRECT_URL", "TODO_MCP_"))
+    }
+    env.update(extra)
+    return env
+
+
+def _run(*args: str, env: dict[str, str], cwd: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(SCRIPT), *args], input=stdin, env=env, cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_the_console_script_is_installed() -> None:
+    assert SCRIPT.exists(), f"{SCRIPT} is missing: install the project (pip install -e .)"
+
+
+def test_help_explains_every_command_and_setting(tmp_path: Path) -> None:
+    result = _run("--help", env=_env(), cwd=tmp_path)
+    assert result.returncode == 0
+    for word in ("stdio", "migrate", "serve", "DATABASE_URL", "DIRECT_URL", "TODO_MCP_USER_ID"):
+        assert word in result.stdout, word
+
+
+def test_embedded_default_creates_migrates_and_logs_its_path_on_stderr_only(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    result = _run(env=_env(TODO_MCP_DATA_DIR=str(data)), cwd=tmp_path)  # stdin closes: the session ends
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "", "nothing but protocol frames may reach stdout"
+    db_file = data / "todo.sqlite3"
+    assert db_file.exists()
+    assert str(db_file) in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("mysql://root@localhost/x", "unsupported scheme"),
+        ("postgresql://", "no host"),
+        ("postgresql://u@h/db?sslmode=sometimes", "unknown sslmode"),
+        ("sqlite+aiosqlite:///:memory:", "needs a file path"),
+    ],
+)
+def test_a_bad_database_url_is_one_clear_line(tmp_path: Path, url: str, expected: str) -> None:
+    result = _run(env=_env(DATABASE_URL=url), cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("todo-mcp: error: DATABASE_URL"), result.stderr
+    assert expected in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unreachable_database_is_one_clear_line(tmp_path: Path) -> None:
+    result = _run(env=_env(DATABASE_URL="postgresql://postgres@127.0.0.1:1/nothing"), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("todo-mcp: error: cannot reach the database"), result.stderr
+
+
+def test_postgres_needs_migrate_first_then_serves(tmp_path: Path) -> None:
+    name = f"todo_mcp_cli_{uuid.uuid4().hex[:10]}"
+    run_sync(_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        env = _env(DATABASE_URL=_pg_url(name))
+        refused = _run(env=env, cwd=tmp_path)
+        assert refused.returncode == 2
+        assert "todo-mcp migrate" in refused.stderr.strip().splitlines()[-1]
+        migrated = _run("migrate", env=env, cwd=tmp_path)
+        assert migrated.returncode == 0, migrated.stderr
+        assert "schema revision" in migrated.stderr
+        served = _run(env=env, cwd=tmp_path)
+        assert served.returncode == 0, served.stderr
+        assert served.stdout == ""
+    finally:
+        run_sync(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_a_stdio_session_through_the_installed_script(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    env = _env(TODO_MCP_DATA_DIR=str(tmp_path), TODO_MCP_USER_ID=f"stdio-{uuid.uuid4().hex}")
+    if backend == "postgres":
+        env["DATABASE_URL"] = request.getfixturevalue("pg_url")
+    params = StdioServerParameters(command=str(SCRIPT), args=[], env=env, cwd=str(tmp_path))
+    async with Client(params) as client:
+        tools = await client.list_tools()
+        assert {t.name for t in tools.tools} >= {
+            "add_task",
+            "list_tasks",
+            "get_task",
+            "update_task",
+            "complete_task",
+            "delete_task",
+        }
+        added = await client.call_tool("add_task", {"title": "Call the plumber", "due": "2026-12-01"})
+        assert not added.is_error, added.content
+        assert added.structured_content is not None
+        task_id = added.structured_content["id"]
+        listed = await client.call_tool("list_tasks", {})
+        assert listed.structured_content is not None
+        assert [t["id"] for t in listed.structured_content["tasks"]] == [task_id]
+        done = await client.call_tool("complete_task", {"task_id": task_id})
+        assert done.structured_content is not None
+        assert done.structured_content["results"][0]["task"]["status"] == "completed"

@@ -1,0 +1,82 @@
+"""DATABASE_URL normalisation: what people paste becomes one asyncpg or aiosqlite target."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import pytest
+
+from todo_mcp.config import load_settings, parse_database_url, resolve_database
+from todo_mcp.errors import ConfigError
+
+NEON = (
+    "postgresql://alex:AbC123dEf@ep-cool-darkness-123456-pooler.us-east-2.aws.neon.tech/neondb"
+    "?sslmode=require&channel_binding=require"
+)
+
+
+def test_a_neon_url_as_pasted_uses_asyncpg_with_verified_tls() -> None:
+    target = parse_database_url(NEON)
+    assert target.url.drivername == "postgresql+asyncpg"
+    assert target.url.host == "ep-cool-darkness-123456-pooler.us-east-2.aws.neon.tech"
+    assert target.url.database == "neondb"
+    assert target.url.password == "AbC123dEf"
+    assert dict(target.url.query) == {}, "libpq-only parameters must not reach asyncpg.connect"
+    context = target.connect_args["ssl"]
+    assert isinstance(context, ssl.SSLContext)
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert "AbC123dEf" not in target.describe()
+
+
+@pytest.mark.parametrize("scheme", ["postgres", "postgresql", "postgresql+asyncpg"])
+def test_every_postgres_spelling_becomes_asyncpg(scheme: str) -> None:
+    target = parse_database_url(f"{scheme}://u:p@db.example.com:6543/app")
+    assert target.url.drivername == "postgresql+asyncpg"
+    assert target.url.port == 6543
+    assert target.dialect == "postgresql"
+    assert target.connect_args["ssl"] == "prefer"
+
+
+def test_sslmode_disable_and_connect_timeout() -> None:
+    target = parse_database_url("postgresql://u@localhost/app?sslmode=disable&connect_timeout=3")
+    assert target.connect_args["ssl"] is False
+    assert target.connect_args["timeout"] == 3.0
+
+
+def test_unknown_parameters_are_refused_by_name() -> None:
+    with pytest.raises(ConfigError, match="options"):
+        parse_database_url("postgresql://u@h/db?options=-c%20search_path%3Dx")
+
+
+def test_sqlite_urls(tmp_path: Path) -> None:
+    target = parse_database_url(f"sqlite+aiosqlite:///{tmp_path}/t.db")
+    assert target.dialect == "sqlite"
+    assert target.url.database == f"{tmp_path}/t.db"
+    assert parse_database_url(f"sqlite:///{tmp_path}/t.db").url.drivername == "sqlite+aiosqlite"
+
+
+def test_unset_database_url_is_the_embedded_default(tmp_path: Path) -> None:
+    settings = load_settings(TODO_MCP_DATA_DIR=str(tmp_path))
+    target = resolve_database(settings)
+    assert target.dialect == "sqlite"
+    assert target.url.database == str(tmp_path / "todo.sqlite3")
+
+
+def test_direct_url_is_used_for_migrations_only() -> None:
+    settings = load_settings(DATABASE_URL=NEON, DIRECT_URL=NEON.replace("-pooler", ""))
+    assert resolve_database(settings).url.host is not None
+    assert "-pooler" in resolve_database(settings).url.host
+    assert "-pooler" not in (resolve_database(settings, for_migrations=True).url.host or "")
+
+
+def test_settings_errors_are_one_line() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(TODO_MCP_TIMEZONE="Mars/Olympus")
+    assert "\n" not in str(caught.value)
+    assert "IANA" in str(caught.value)
+
+
+def test_comma_separated_lists() -> None:
+    settings = load_settings(TODO_MCP_AUTH_ISSUER="https://a.example, https://a.example/api/auth")
+    assert settings.auth_issuer == ["https://a.example", "https://a.example/api/auth"]

@@ -1,0 +1,38 @@
+"""Lint, format and strict type checks are part of the test run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+CHECKED = ["src", "tests", "bench", "migrations"]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [str(BIN / "ruff"), "check", *CHECKED],
+        [str(BIN / "ruff"), "format", "--check", *CHECKED],
+        [str(BIN / "mypy")],
+    ],
+    ids=["ruff-check", "ruff-format", "mypy-strict"],
+)
+def test_static_check(command: list[str]) -> None:
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_no_print_in_server_code() -> None:
+    """stdout belongs to the stdio transport: server code logs to stderr instead."""
+    offenders = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in (ROOT / "src").rglob("*.py")
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if line.lstrip().startswith("print(")
+    ]
+    assert not offenders, offenders
