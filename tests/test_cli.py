@@ -64,7 +64,8 @@ def test_a_bad_database_url_is_one_clear_line(tmp_path: Path, url: str, expected
     result = _run(env=_env(DATABASE_URL=url), cwd=tmp_path)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("todo-mcp: error: DATABASE_URL"), result.stderr
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("todo-mcp: error: DATABASE_URL"), result.stderr
     assert expected in lines[0]
     assert "Traceback" not in result.stderr
 

@@ -25,7 +25,8 @@ def test_a_neon_url_as_pasted_uses_asyncpg_with_verified_tls() -> None:
     assert dict(target.url.query) == {}, "libpq-only parameters must not reach asyncpg.connect"
     context = target.connect_args["ssl"]
     assert isinstance(context, ssl.SSLContext)
-    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.check_hostname
     assert "AbC123dEf" not in target.describe()
 
 
