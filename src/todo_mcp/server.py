@@ -16,7 +16,7 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from todo_mcp import __version__, repository
 from todo_mcp.config import Settings
@@ -67,6 +67,31 @@ def _result(model: BaseModel) -> CallToolResult:
         content=[TextContent(type="text", text=json.dumps(data, ensure_ascii=False, separators=(",", ":")))],
         structured_content=data,
     )
+
+
+class TodoTool(Tool):
+    """A tool whose argument errors read as one line per field, saying what to send instead."""
+
+    async def run(self, arguments: dict[str, Any], context: Any, convert_result: bool = False) -> Any:
+        try:
+            return await super().run(arguments, context, convert_result=convert_result)
+        except ToolError as error:
+            if isinstance(error.__cause__, ValidationError):
+                raise ToolError(argument_errors(self.name, error.__cause__)) from error.__cause__
+            raise
+
+
+def argument_errors(tool: str, error: ValidationError) -> str:
+    lines = []
+    for problem in error.errors(include_url=False):
+        where = ".".join(str(part) for part in problem["loc"]) or "arguments"
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "missing":
+            message = "is required"
+        elif problem["type"] == "extra_forbidden":
+            message = "is not a parameter of this tool; see its input schema"
+        lines.append(f"{where}: {message}")
+    return f"Invalid arguments for {tool}: " + "; ".join(lines)
 
 
 def slim_schema(schema: dict[str, Any]) -> dict[str, Any]:
@@ -150,7 +175,7 @@ def build_server(db: Database, *, settings: Settings, identity: Identity) -> MCP
                 except TodoError as error:
                     raise ToolError(str(error)) from None
 
-            registered = Tool.from_function(
+            registered = TodoTool.from_function(
                 run,
                 annotations=_annotations(read_only=read_only, destructive=destructive, idempotent=idempotent),
                 structured_output=True,
