@@ -1,0 +1,519 @@
+"""One database round trip per operation, counted at the wire, and recovery from dropped connections.
+
+Every tool, the task resource and the plan_day prompt run through the real in-memory MCP client,
+the real server and a real pooled engine whose connections pass through `WireProxy`, which counts
+client→server turns. The first use of a statement on a connection prepares it (one extra turn);
+after that, each call must cost exactly one turn, with arguments other than the warm-up's so that
+a statement text that varied with the arguments would show up as a new preparation.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import asyncpg
+import pytest
+from mcp import Client
+from mcp.types import CallToolResult, GetPromptResult, ReadResourceResult, TextContent, TextResourceContents
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tests.wireproxy import Measurement, Turn, WireProxy
+from todo_mcp import repository
+from todo_mcp.config import Settings, parse_database_url
+from todo_mcp.db import Database
+from todo_mcp.identity import local_identity
+from todo_mcp.models import Task, TaskCreate
+from todo_mcp.server import build_server
+
+pytestmark = pytest.mark.anyio
+
+Result = CallToolResult | ReadResourceResult | GetPromptResult
+
+
+@dataclass
+class Wire:
+    """A server whose database connections pass through the counting proxy."""
+
+    proxy: WireProxy
+    db: Database
+    client: Client
+    application_name: str
+    invalidations: list[BaseException | None]
+
+
+@pytest.fixture
+async def wire(pg_url: str, owner: str, settings: Settings) -> AsyncIterator[Wire]:
+    upstream = make_url(pg_url)
+    application_name = f"todo-mcp-rt-{uuid.uuid4().hex[:12]}"
+    async with WireProxy(upstream.port or 5432, upstream_host=upstream.host or "127.0.0.1") as proxy:
+        proxied = upstream.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        # Unencrypted to the proxy so that its turn log can name the protocol messages.
+        target = parse_database_url(f"{proxied}?sslmode=disable&application_name={application_name}")
+        db = Database.open(target, pool_size=1)
+        invalidations: list[BaseException | None] = []
+
+        @event.listens_for(db.engine.sync_engine, "invalidate")
+        def _invalidated(dbapi_connection: Any, record: Any, exception: BaseException | None) -> None:
+            invalidations.append(exception)
+
+        principal = local_identity(owner)
+        server = build_server(db, settings=settings, identity=lambda: principal)
+        try:
+            async with Client(server) as client:
+                yield Wire(proxy, db, client, application_name, invalidations)
+        finally:
+            await db.dispose()
+
+
+def _ok(result: Result) -> None:
+    if isinstance(result, CallToolResult):
+        assert not result.is_error, result.content
+
+
+def _data(result: Result) -> dict[str, Any]:
+    assert isinstance(result, CallToolResult)
+    assert not result.is_error, result.content
+    data: dict[str, Any] | None = result.structured_content
+    assert data is not None
+    return data
+
+
+def _text(result: Result) -> str:
+    if isinstance(result, ReadResourceResult):
+        content = result.contents[0]
+        assert isinstance(content, TextResourceContents)
+        return content.text
+    if isinstance(result, GetPromptResult):
+        message = result.messages[0].content
+        assert isinstance(message, TextContent)
+        return message.text
+    block = result.content[0]
+    assert isinstance(block, TextContent)
+    return block.text
+
+
+def _plain(pg_url: str) -> str:
+    return pg_url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+async def _rows_titled(pg_url: str, owner: str, title: str) -> int:
+    conn = await asyncpg.connect(_plain(pg_url))
+    try:
+        count: int = await conn.fetchval(
+            "SELECT count(*) FROM tasks WHERE owner_id = $1 AND title = $2", owner, title
+        )
+    finally:
+        await conn.close()
+    return count
+
+
+async def _pooled_connection_closed(db: Database) -> anyio.Event:
+    """An event set when the (idle) pooled connection's driver learns that its socket closed."""
+    closed = anyio.Event()
+    async with db.engine.connect() as conn:  # autocommit, no pre-ping: no round trip
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        assert not driver.is_closed()
+        driver.add_termination_listener(lambda _connection: closed.set())
+    return closed
+
+
+# --- the instrument -----------------------------------------------------------------------------------
+
+
+async def test_the_proxy_counts_each_round_trip_once_on_many_concurrent_connections(pg_url: str) -> None:
+    upstream = make_url(pg_url)
+    async with WireProxy(upstream.port or 5432, upstream_host=upstream.host or "127.0.0.1") as proxy:
+        proxied = upstream.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        conns = [await asyncpg.connect(f"{proxied}?sslmode=disable") for _ in range(8)]
+        closed = [anyio.Event() for _ in conns]
+        for conn, event_ in zip(conns, closed, strict=True):
+            conn.add_termination_listener(lambda _connection, done=event_: done.set())
+        assert proxy.open_connections == 8
+
+        async def each(call: Callable[[Any, int], Coroutine[Any, Any, object]]) -> Measurement:
+            with proxy.measure() as measurement:
+                async with anyio.create_task_group() as group:
+                    for n, conn in enumerate(conns):
+                        group.start_soon(call, conn, n)
+            return measurement
+
+        simple = await each(lambda conn, n: conn.execute("SELECT 1"))
+        prepared = await each(lambda conn, n: conn.fetchval("SELECT $1::int", n))
+        cached = await each(lambda conn, n: conn.fetchval("SELECT $1::int", n + 100))
+
+        assert [t.messages for t in simple.turns] == [["Q"]] * 8, simple
+        assert sorted(t.connection for t in simple.turns) == list(range(1, 9)), simple
+        assert prepared.count == 16, prepared
+        assert sorted(t.connection for t in prepared.turns) == sorted(list(range(1, 9)) * 2), prepared
+        assert [t.messages for t in cached.turns] == [["B", "E", "S"]] * 8, cached
+
+        assert await proxy.drop_all() == 8
+        with anyio.fail_after(10):
+            for done in closed:
+                await done.wait()
+        assert all(conn.is_closed() for conn in conns)
+        assert proxy.open_connections == 0
+
+
+# --- exactly one turn per operation ------------------------------------------------------------------
+
+
+Call = Callable[[], Awaitable[Result]]
+
+
+@dataclass
+class Case:
+    label: str
+    warm_up: Call
+    measured: Call
+    check: Callable[[Result], object]
+
+
+async def _cases(c: Client) -> list[Case]:
+    """Every tool (with its variants), the resource and the prompt; seeds the tasks they act on.
+
+    Each warm-up call uses the statement its case measures, with other arguments. Run in order:
+    later cases expect the changes of earlier ones.
+    """
+
+    async def add(**arguments: Any) -> dict[str, Any]:
+        return _data(await c.call_tool("add_task", arguments))
+
+    seeded = [
+        await add(title=f"seed {n}", priority="high", tags=["home"], due="2020-01-01", description="milk")
+        for n in range(8)
+    ]
+    ids = [task["id"] for task in seeded]
+    first_page = _data(await c.call_tool("list_tasks", {"limit": 1}))
+    page2_cursor, page3_cursor = first_page["next_cursor"], None
+    assert page2_cursor is not None
+    page2 = _data(await c.call_tool("list_tasks", {"limit": 1, "cursor": page2_cursor}))
+    page3_cursor = page2["next_cursor"]
+    assert page3_cursor is not None
+    version_now = _data(await c.call_tool("get_task", {"task_id": ids[2]}))["version"]
+    retry_key = f"retry-{uuid.uuid4().hex}"
+
+    def tool(name: str, **arguments: Any) -> Call:
+        return lambda: c.call_tool(name, arguments)
+
+    return [
+        Case(
+            "add_task",
+            tool("add_task", title="warm"),
+            tool(
+                "add_task",
+                title="Buy bread",
+                description="rye",
+                priority="urgent",
+                due="2031-02-03",
+                tags=["shop", "food"],
+            ),
+            lambda r: _data(r)["title"] == "Buy bread",
+        ),
+        Case(
+            "add_task client_request_id",
+            tool("add_task", title="warm key", client_request_id=f"warm-{uuid.uuid4().hex}"),
+            tool("add_task", title="Keyed", client_request_id=retry_key),
+            lambda r: _data(r)["title"] == "Keyed",
+        ),
+        Case(
+            "add_task retry of client_request_id",
+            tool("add_task", title="warm key 2", client_request_id=f"warm-{uuid.uuid4().hex}"),
+            tool("add_task", title="Keyed", client_request_id=retry_key),
+            lambda r: _data(r)["version"] == 1,
+        ),
+        Case(
+            "list_tasks",
+            tool("list_tasks"),
+            tool("list_tasks", limit=5),
+            lambda r: len(_data(r)["tasks"]) == 5,
+        ),
+        Case(
+            "list_tasks status",
+            tool("list_tasks", status="completed"),
+            tool("list_tasks", status="pending", limit=4),
+            lambda r: len(_data(r)["tasks"]) == 4,
+        ),
+        Case(
+            "list_tasks status=all",
+            tool("list_tasks", status="all"),
+            tool("list_tasks", status="all", limit=2),
+            lambda r: len(_data(r)["tasks"]) == 2,
+        ),
+        Case(
+            "list_tasks priority",
+            tool("list_tasks", priority="low"),
+            tool("list_tasks", priority="high"),
+            lambda r: {t["priority"] for t in _data(r)["tasks"]} == {"high"},
+        ),
+        Case(
+            "list_tasks tag",
+            tool("list_tasks", tag="none"),
+            tool("list_tasks", tag="home"),
+            lambda r: len(_data(r)["tasks"]) == 8,
+        ),
+        Case(
+            "list_tasks search",
+            tool("list_tasks", search="nothing"),
+            tool("list_tasks", search="milk"),
+            lambda r: len(_data(r)["tasks"]) == 8,
+        ),
+        Case(
+            "list_tasks due window",
+            tool("list_tasks", due="today"),
+            tool("list_tasks", due="today", tz="Asia/Tokyo"),
+            lambda r: _data(r)["tasks"] == [],
+        ),
+        Case(
+            "list_tasks overdue",
+            tool("list_tasks", due="overdue"),
+            tool("list_tasks", due="overdue", limit=3),
+            lambda r: len(_data(r)["tasks"]) == 3,
+        ),
+        Case(
+            "list_tasks due_before/due_after",
+            tool("list_tasks", due_after="2019-01-01", due_before="2021-01-01"),
+            tool("list_tasks", due_after="2019-06-01", due_before="2020-06-01"),
+            lambda r: len(_data(r)["tasks"]) == 8,
+        ),
+        Case(
+            "list_tasks sort=priority",
+            tool("list_tasks", sort="priority"),
+            tool("list_tasks", sort="priority", limit=2),
+            lambda r: _data(r)["tasks"][0]["priority"] == "urgent",
+        ),
+        Case(
+            "list_tasks cursor page",
+            tool("list_tasks", limit=1, cursor=page2_cursor),
+            tool("list_tasks", limit=1, cursor=page3_cursor),
+            lambda r: len(_data(r)["tasks"]) == 1,
+        ),
+        Case(
+            "get_task",
+            tool("get_task", task_id=ids[0]),
+            tool("get_task", task_id=ids[1]),
+            lambda r: _data(r)["id"] == ids[1],
+        ),
+        Case(
+            "update_task",
+            tool("update_task", task_id=ids[0], title="warm title"),
+            tool("update_task", task_id=ids[1], priority="low", due="", tags=["x"]),
+            lambda r: _data(r)["priority"] == "low" and "due" not in _data(r),
+        ),
+        Case(
+            "update_task expected_version",
+            tool("update_task", task_id=ids[0], description="warm", expected_version=2),
+            tool("update_task", task_id=ids[2], title="checked", expected_version=version_now),
+            lambda r: _data(r)["version"] == version_now + 1,
+        ),
+        Case(
+            "update_task version conflict",
+            tool("update_task", task_id=ids[0], description="stale", expected_version=1),
+            tool("update_task", task_id=ids[2], title="stale", expected_version=version_now),
+            lambda r: isinstance(r, CallToolResult) and r.is_error and "current version" in _text(r),
+        ),
+        Case(
+            "complete_task",
+            tool("complete_task", task_id=ids[3]),
+            tool("complete_task", task_id=ids[4]),
+            lambda r: _data(r)["results"][0]["task"]["status"] == "completed",
+        ),
+        Case(
+            "complete_task bulk",
+            tool("complete_task", task_ids=[ids[3], ids[5]]),
+            tool("complete_task", task_ids=[ids[5], ids[6], ids[7]]),
+            lambda r: [item["ok"] for item in _data(r)["results"]] == [True, True, True],
+        ),
+        Case(
+            "delete_task",
+            tool("delete_task", task_id=ids[3]),
+            tool("delete_task", task_id=ids[4]),
+            lambda r: _data(r)["results"][0]["ok"] is True,
+        ),
+        Case(
+            "delete_task bulk",
+            tool("delete_task", task_ids=[ids[5], ids[6]]),
+            tool("delete_task", task_ids=[ids[7], ids[0], 10**12]),
+            lambda r: [item["ok"] for item in _data(r)["results"]] == [True, True, False],
+        ),
+        Case(
+            "delete_task undo",
+            tool("delete_task", task_id=ids[3], undo=True),
+            tool("delete_task", task_ids=[ids[4], ids[5]], undo=True),
+            lambda r: [item["ok"] for item in _data(r)["results"]] == [True, True],
+        ),
+        Case(
+            "resource task://{id}",
+            lambda: c.read_resource(f"task://{ids[1]}"),
+            lambda: c.read_resource(f"task://{ids[2]}"),
+            lambda r: Task.model_validate_json(_text(r)).id == ids[2],
+        ),
+        Case(
+            "prompt plan_day",
+            lambda: c.get_prompt("plan_day", {}),
+            lambda: c.get_prompt("plan_day", {"tz": "America/New_York"}),
+            lambda r: f"[{ids[2]}]" in _text(r),
+        ),
+    ]
+
+
+async def test_every_tool_resource_and_prompt_costs_one_round_trip_when_warm(
+    wire: Wire, pg_url: str, owner: str
+) -> None:
+    cases = await _cases(wire.client)
+    table: list[tuple[str, Measurement, Measurement]] = []
+    for case in cases:
+        with wire.proxy.measure() as warm:
+            warm_result = await case.warm_up()
+        if "conflict" not in case.label:
+            _ok(warm_result)
+        with wire.proxy.measure() as hot:
+            result = await case.measured()
+        assert case.check(result), f"{case.label}: unexpected result {result}"
+        table.append((case.label, warm, hot))
+
+    report = "\n".join(f"{label:38} warm-up {warm.count:2}  measured {hot}" for label, warm, hot in table)
+    assert all(hot.count == 1 for _, _, hot in table), f"every warm operation must be one turn:\n{report}"
+    assert wire.proxy.connections_opened == 1, f"one pooled connection served everything:\n{report}"
+    # The retried client_request_id returned the first task instead of inserting another.
+    assert await _rows_titled(pg_url, owner, "Keyed") == 1
+
+
+def _connection_set_up(turn: Turn) -> bool:
+    # Startup, then any password exchange ('p'); there is no TLS to the proxy.
+    return "Startup" in turn.messages or "p" in turn.messages
+
+
+async def test_on_a_new_connection_each_operation_adds_only_one_turn_to_prepare(
+    wire: Wire, pg_url: str
+) -> None:
+    """What a connection dropped while idle costs: set-up, then prepare and run; no type look-ups."""
+    cases = await _cases(wire.client)
+    table: list[tuple[str, Measurement]] = []
+    for case in cases:
+        await _hang_up(wire, pg_url, "proxy")
+        with wire.proxy.measure() as fresh:
+            result = await case.measured()
+        assert case.check(result), f"{case.label}: unexpected result {result}"
+        table.append((case.label, fresh))
+
+    report = "\n".join(f"{label:38} {fresh}" for label, fresh in table)
+    statement_turns = [[t for t in fresh.turns if not _connection_set_up(t)] for _, fresh in table]
+    assert all(len(turns) == 2 for turns in statement_turns), f"expected prepare + execute:\n{report}"
+    assert all(turns[0].messages[0] == "P" for turns in statement_turns), report
+    assert all(fresh.turns[0].messages == ["Startup"] for _, fresh in table), report
+
+
+# --- dropped connections ------------------------------------------------------------------------------
+
+
+async def _hang_up(wire: Wire, pg_url: str, how: str) -> None:
+    """Close the idle pooled connection from the far side and wait until the driver has noticed."""
+    closed = await _pooled_connection_closed(wire.db)
+    if how == "proxy":
+        assert await wire.proxy.drop_all() == 1
+    else:
+        admin = await asyncpg.connect(_plain(pg_url))
+        try:
+            # With a timeout, pg_terminate_backend waits until the backend has exited.
+            terminated = await admin.fetch(
+                "SELECT pg_terminate_backend(pid, 10000) AS done FROM pg_stat_activity "
+                "WHERE application_name = $1",
+                wire.application_name,
+            )
+        finally:
+            await admin.close()
+        assert [row["done"] for row in terminated] == [True]
+    with anyio.fail_after(10):
+        await closed.wait()
+
+
+@pytest.mark.parametrize("how", ["proxy", "server"])
+async def test_a_connection_closed_while_idle_is_replaced_without_failing_the_call(
+    wire: Wire, pg_url: str, owner: str, how: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`proxy`: the network drops it; `server`: PostgreSQL terminates the backend, as Neon does."""
+    caplog.set_level(logging.INFO, logger="todo_mcp.db")
+    c = wire.client
+    first = _data(await c.call_tool("add_task", {"title": "before"}))
+    assert _data(await c.call_tool("get_task", {"task_id": first["id"]}))["title"] == "before"
+
+    await _hang_up(wire, pg_url, how)
+    opened = wire.proxy.connections_opened
+    read = await c.call_tool("get_task", {"task_id": first["id"]})
+    assert _data(read)["title"] == "before"
+    assert wire.proxy.connections_opened == opened + 1
+
+    await _hang_up(wire, pg_url, how)
+    opened = wire.proxy.connections_opened
+    written = _data(await c.call_tool("add_task", {"title": "after the drop"}))
+    assert _data(await c.call_tool("get_task", {"task_id": written["id"]}))["title"] == "after the drop"
+    assert wire.proxy.connections_opened == opened + 1
+    assert await _rows_titled(pg_url, owner, "after the drop") == 1
+
+    # Both times the checkout check saw the closed connection locally; no call needed a retry.
+    assert [type(error).__name__ for error in wire.invalidations] == ["DisconnectionError"] * 2
+    assert not [r for r in caplog.records if "retrying" in r.getMessage()]
+
+
+async def test_a_connection_closed_after_checkout_but_before_sending_is_retried_once(
+    wire: Wire, pg_url: str, owner: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="todo_mcp.db")
+    _data(await wire.client.call_tool("add_task", {"title": "warm"}))
+    attempts = 0
+
+    async def create_after_hang_up(conn: AsyncConnection, *, owner: str, data: TaskCreate) -> Task:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            driver = (await conn.get_raw_connection()).driver_connection
+            assert driver is not None
+            closed = anyio.Event()
+            driver.add_termination_listener(lambda _connection: closed.set())
+            assert await wire.proxy.drop_all() == 1
+            with anyio.fail_after(10):
+                await closed.wait()
+        return await repository.create_task(conn, owner=owner, data=data)
+
+    task = await wire.db.run(create_after_hang_up, owner=owner, data=TaskCreate(title="raced"))
+
+    assert task.title == "raced"
+    assert attempts == 2
+    assert await _rows_titled(pg_url, owner, "raced") == 1
+    retries = [r for r in caplog.records if "retrying" in r.getMessage()]
+    assert len(retries) == 1, caplog.text
+
+
+async def test_a_write_cut_off_after_the_server_received_it_is_not_repeated(
+    wire: Wire, pg_url: str, owner: str
+) -> None:
+    """The server committed the insert but its reply never arrived: retrying could insert twice."""
+    c = wire.client
+    key = f"cut-{uuid.uuid4().hex}"
+    _data(await c.call_tool("add_task", {"title": "warm"}))
+    _data(await c.call_tool("add_task", {"title": "warm keyed", "client_request_id": f"w-{key}"}))
+
+    wire.proxy.cut_next_reply()
+    cut = await c.call_tool("add_task", {"title": "cut off"})
+    assert cut.is_error
+    assert await _rows_titled(pg_url, owner, "cut off") == 1
+
+    # The safe retry is the caller's, with a client_request_id: it returns the task already made.
+    # Prepared first on the new connection, so that the cut falls on the insert's own reply.
+    _data(await c.call_tool("add_task", {"title": "warm keyed", "client_request_id": f"w2-{key}"}))
+    wire.proxy.cut_next_reply()
+    cut = await c.call_tool("add_task", {"title": "cut off keyed", "client_request_id": key})
+    assert cut.is_error
+    again = _data(await c.call_tool("add_task", {"title": "cut off keyed", "client_request_id": key}))
+    assert again["version"] == 1
+    assert await _rows_titled(pg_url, owner, "cut off keyed") == 1
