@@ -80,8 +80,6 @@ def _make_engine(target: DatabaseTarget, *, pool_size: int, autocommit: bool) ->
 
         return engine
 
-    target_path = Path(target.url.database or "")
-    target_path.parent.mkdir(parents=True, exist_ok=True)
     options["connect_args"].setdefault("timeout", 30)
     engine = create_async_engine(target.url, **options)
 
@@ -133,6 +131,9 @@ class Database:
 
 
 async def _with_sync_connection(target: DatabaseTarget, fn: Callable[[Connection], T]) -> T:
+    """Start-up work (before anything is served), so the directory creation may block briefly."""
+    if target.dialect == "sqlite":
+        Path(target.url.database or "").parent.mkdir(parents=True, exist_ok=True)
     engine = _make_engine(target, pool_size=1, autocommit=False)
     try:
         async with engine.begin() as conn:
