@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import sys
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 from sqlalchemy import exc as sa_exc
 
@@ -32,6 +34,37 @@ settings (environment variables or a .env file in the working directory):
   TODO_MCP_DB_POOL_SIZE        PostgreSQL connections kept open (default 5)
   TODO_MCP_DB_CONNECT_TIMEOUT  seconds to wait for a new database connection (default 15)
   HTTP and auth settings for `serve`: see `todo-mcp serve --help`.
+"""
+
+SERVE_HELP = """\
+serves, on one port:
+  /mcp                 Streamable HTTP (protocol 2026-07-28 and the 2024-11-05..2025-11-25 handshake era)
+  /sse, /messages/     the legacy HTTP+SSE transport
+  /.well-known/oauth-protected-resource/mcp   RFC 9728 metadata (names the authorization server)
+  /api/tasks           REST (OpenAPI docs at /docs); /healthz (alive), /readyz (database reachable)
+
+HTTP and auth settings (environment variables or .env):
+  TODO_MCP_PUBLIC_URL          the URL clients use for /mcp, e.g. https://todo.example.com/mcp
+                               (required unless --no-auth; tokens for this resource are accepted)
+  TODO_MCP_AUTH_JWKS_URL       Better Auth's public keys, e.g. https://app.example.com/api/auth/jwks
+                               (required unless --no-auth)
+  TODO_MCP_AUTH_ISSUER         accepted token issuers, comma-separated (default: the JWKS URL's origin
+                               and origin + /api/auth, Better Auth's jwt() and OAuth issuers)
+  TODO_MCP_AUTH_AUDIENCE       accepted audiences besides TODO_MCP_PUBLIC_URL, comma-separated
+                               (jwt() plugin tokens carry the web app's origin)
+  TODO_MCP_AUTH_ALGORITHMS     accepted signing algorithms (default EdDSA; e.g. EdDSA,ES256)
+  TODO_MCP_AUTH_SERVER         authorization server named in the metadata
+                               (default: the JWKS URL without /jwks, e.g. https://app.example.com/api/auth)
+  TODO_MCP_AUTH_LEEWAY         seconds of clock skew allowed for exp, nbf and iat (default 30)
+  TODO_MCP_AUTH_DEFAULT_SCOPES scopes of a token without a scope claim (default todo:read,todo:write)
+  TODO_MCP_ALLOWED_HOSTS       Host header names to accept besides loopback and the host of
+                               TODO_MCP_PUBLIC_URL, comma-separated (name or name:port; * = any)
+  TODO_MCP_CORS_ORIGINS        browser origins allowed to call, comma-separated (default: none)
+  TODO_MCP_RATE_LIMIT_PER_MINUTE  tool calls and REST calls per user per minute, counted in each
+                               replica (default 120; 0 = no limit)
+  FORWARDED_ALLOW_IPS          proxies whose X-Forwarded-For/-Proto are trusted (default 127.0.0.1)
+Repeated failed authentications from one client address get 429 with Retry-After.
+Database settings: see `todo-mcp --help`.
 """
 
 
@@ -95,6 +128,79 @@ async def _migrate(settings: Settings) -> None:
     log.info("%s is at schema revision %s", target.describe(), revision)
 
 
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _serve_http(args: argparse.Namespace, settings: Settings) -> None:
+    import uvicorn
+
+    from todo_mcp.auth import TokenVerifier
+    from todo_mcp.web import create_app
+
+    verifier: TokenVerifier | None = None
+    if args.no_auth:
+        if not _is_loopback(args.host):
+            _fail(
+                f"--no-auth only serves a loopback host (127.0.0.1, ::1 or localhost), not {args.host}: "
+                "configure TODO_MCP_AUTH_JWKS_URL and TODO_MCP_PUBLIC_URL to serve the network",
+                2,
+            )
+    else:
+        missing = [
+            name
+            for name, value in (
+                ("TODO_MCP_AUTH_JWKS_URL", settings.auth_jwks_url),
+                ("TODO_MCP_PUBLIC_URL", settings.public_url),
+            )
+            if not value
+        ]
+        if missing:
+            _fail(
+                f"serve needs auth settings: set {' and '.join(missing)} (see todo-mcp serve --help), "
+                "or pass --no-auth to act for TODO_MCP_USER_ID on a loopback host",
+                2,
+            )
+        public = urlsplit(settings.public_url or "")
+        if public.scheme not in ("http", "https") or not public.netloc:
+            _fail(
+                f"TODO_MCP_PUBLIC_URL must be an http(s) URL such as https://todo.example.com/mcp, "
+                f"not {settings.public_url!r}",
+                2,
+            )
+        try:
+            verifier = TokenVerifier.from_settings(settings)
+        except ConfigError as error:
+            _fail(str(error), 2)
+
+    _run_guarded(_prepare(settings))
+    app = create_app(settings, verifier=verifier, stateless=args.stateless)
+    if verifier is None:
+        log.warning(
+            "AUTHENTICATION IS OFF (--no-auth): every request to http://%s:%d acts for user %r with full "
+            "read and write access. Use this only for local testing.",
+            args.host,
+            args.port,
+            settings.user_id,
+        )
+    else:
+        log.info("serving %s for tokens from %s", settings.public_url, settings.auth_jwks_url)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        log_level=settings.log_level.lower(),
+        server_header=False,
+        timeout_graceful_shutdown=5,
+    )
+
+
 def _run_guarded(coro_factory: object) -> None:
     """Turn the expected start-up failures into one line on stderr and a non-zero exit."""
     import asyncpg
@@ -123,6 +229,31 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=SETTINGS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    serve = commands.add_parser(
+        "serve",
+        help="serve MCP (Streamable HTTP and SSE) and REST over HTTP, behind Better Auth tokens",
+        description="Serve MCP over Streamable HTTP (/mcp) and HTTP+SSE (/sse), OAuth resource metadata, "
+        "and a REST API (/api/tasks) on one port. Every request needs a Better Auth JWT "
+        "(Authorization: Bearer ...) unless --no-auth is given.",
+        epilog=SERVE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)"
+    )
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    serve.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="no tokens: every request acts for TODO_MCP_USER_ID; only allowed on a loopback host",
+    )
+    serve.add_argument(
+        "--stateless",
+        action="store_true",
+        help="keep no Streamable HTTP sessions (handshake era): any replica behind a load balancer can "
+        "answer any request. The 2026-07-28 protocol is stateless anyway; /sse always needs the same "
+        "replica for a connection (sticky sessions)",
+    )
     commands.add_parser(
         "migrate",
         help="bring the database schema to the latest version (uses DIRECT_URL if set)",
@@ -146,6 +277,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     if args.command == "migrate":
         _run_guarded(_migrate(settings))
+        return
+    if args.command == "serve":
+        _serve_http(args, settings)
         return
     _run_guarded(_prepare(settings))
     with contextlib.suppress(KeyboardInterrupt):
