@@ -15,7 +15,7 @@ from sqlalchemy import exc as sa_exc
 
 from todo_mcp import __version__
 from todo_mcp.config import Settings, load_settings, resolve_database
-from todo_mcp.errors import ConfigError
+from todo_mcp.errors import ConfigError, describe_db_error
 
 log = logging.getLogger("todo_mcp")
 
@@ -84,11 +84,6 @@ def _fail(message: str, code: int = 1) -> None:
 
 def _auto_migrate(settings: Settings, dialect: str) -> bool:
     return settings.auto_migrate if settings.auto_migrate is not None else dialect == "sqlite"
-
-
-def _describe_db_error(error: BaseException) -> str:
-    orig = getattr(error, "orig", None) or error
-    return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
 
 
 async def _prepare(settings: Settings) -> None:
@@ -210,7 +205,7 @@ def _run_guarded(coro_factory: object) -> None:
     except ConfigError as error:
         _fail(str(error), 2)
     except (sa_exc.DBAPIError, asyncpg.PostgresError, OSError, TimeoutError) as error:
-        _fail(f"cannot reach the database: {_describe_db_error(error)}")
+        _fail(f"cannot reach the database: {describe_db_error(error)}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 
 class TodoError(Exception):
     """Base class: the message is written for the caller (a model or a person) to act on."""
@@ -29,3 +32,24 @@ class InvalidInputError(TodoError):
 
 class ConfigError(Exception):
     """The server cannot start with this configuration; the message is one line for stderr."""
+
+
+def field_problems(errors: Iterable[Mapping[str, Any]]) -> list[str]:
+    """pydantic's error list as "field: what is wrong" lines a model or a person can act on."""
+    lines = []
+    for problem in errors:
+        where = ".".join(str(part) for part in problem.get("loc", ()))
+        message = str(problem.get("msg", "is not valid")).removeprefix("Value error, ")
+        if problem.get("type") == "missing":
+            message = "is required"
+        elif problem.get("type") == "extra_forbidden":
+            message = "is not an accepted field; see the schema"
+        lines.append(f"{where}: {message}" if where else message)
+    return lines
+
+
+def describe_db_error(error: BaseException) -> str:
+    """The first line of the driver's own message: what went wrong, without a traceback."""
+    orig = getattr(error, "orig", None) or error
+    text = str(orig).strip()
+    return text.splitlines()[0] if text else type(orig).__name__

@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field, ValidationError
 from todo_mcp import __version__, repository
 from todo_mcp.config import Settings
 from todo_mcp.db import Database
-from todo_mcp.errors import NotFoundError, TodoError
+from todo_mcp.errors import NotFoundError, TodoError, field_problems
 from todo_mcp.identity import READ, WRITE, Principal
 from todo_mcp.models import (
     PAGE_DEFAULT,
@@ -82,16 +82,7 @@ class TodoTool(Tool):
 
 
 def argument_errors(tool: str, error: ValidationError) -> str:
-    lines = []
-    for problem in error.errors(include_url=False):
-        where = ".".join(str(part) for part in problem["loc"]) or "arguments"
-        message = problem["msg"].removeprefix("Value error, ")
-        if problem["type"] == "missing":
-            message = "is required"
-        elif problem["type"] == "extra_forbidden":
-            message = "is not a parameter of this tool; see its input schema"
-        lines.append(f"{where}: {message}")
-    return f"Invalid arguments for {tool}: " + "; ".join(lines)
+    return f"Invalid arguments for {tool}: " + "; ".join(field_problems(error.errors(include_url=False)))
 
 
 def slim_schema(schema: dict[str, Any]) -> dict[str, Any]:

@@ -34,7 +34,14 @@ from todo_mcp import __version__, repository
 from todo_mcp.auth import TokenVerifier
 from todo_mcp.config import Settings, resolve_database
 from todo_mcp.db import Database, check_reachable
-from todo_mcp.errors import ConflictError, InvalidInputError, NotFoundError, TodoError
+from todo_mcp.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    TodoError,
+    describe_db_error,
+    field_problems,
+)
 from todo_mcp.gate import (
     PRINCIPAL_SCOPE_KEY,
     BearerGate,
@@ -386,15 +393,9 @@ async def _todo_error(request: Request, error: Exception) -> Response:
     return JSONResponse(body, status_code=status)
 
 
-def _field_problem(error: dict[str, Any]) -> str:
-    where = ".".join(str(part) for part in error.get("loc", ()))
-    message = str(error.get("msg", "is not valid")).removeprefix("Value error, ")
-    return f"{where}: {message}" if where else message
-
-
 async def _validation_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, RequestValidationError)
-    problems = [_field_problem(e) for e in error.errors()]
+    problems = field_problems(error.errors())
     return JSONResponse(
         {"detail": "; ".join(problems), "errors": jsonable_encoder(error.errors())}, status_code=422
     )
@@ -413,12 +414,6 @@ def _scope_error_handler(metadata_url: str | None) -> Callable[[Request, Excepti
         return denial_response(denial, metadata_url)
 
     return handler
-
-
-def _db_problem(error: BaseException) -> str:
-    orig = getattr(error, "orig", None) or error
-    text = str(orig).strip()
-    return text.splitlines()[0] if text else type(orig).__name__
 
 
 # --- the app ----------------------------------------------------------------------------------------------
@@ -483,7 +478,7 @@ def create_app(settings: Settings, *, verifier: TokenVerifier | None, stateless:
             with anyio.fail_after(READY_TIMEOUT):
                 await check_reachable(database)
         except Exception as error:
-            reason = "timed out" if isinstance(error, TimeoutError) else _db_problem(error)
+            reason = "timed out" if isinstance(error, TimeoutError) else describe_db_error(error)
             log.warning("readiness check failed: %s", reason)
             return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
         return JSONResponse({"status": "ready"})
