@@ -48,6 +48,8 @@ LIST_DESCRIPTION_MAX = 200
 
 # Tasks without a due value sort after every real one; the same sentinel works in both databases.
 NO_DUE_SORT = datetime(9999, 12, 31, 0, 0, tzinfo=UTC)
+# Any offset keeps a due value in this range before the sentinel and inside datetime's range.
+DUE_FIRST, DUE_LAST = date(1000, 1, 1), date(9998, 12, 31)
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -155,14 +157,24 @@ def parse_due(text: str) -> Due:
         day = date.fromisoformat(match["date"])
     except ValueError:
         raise ValueError(f"due {text!r} is not a real calendar date; send {DUE_FORMATS}") from None
+    if not DUE_FIRST <= day <= DUE_LAST:
+        raise ValueError(f"due {text!r} is out of range; send a date from {DUE_FIRST} to {DUE_LAST}")
     if match["time"] is None:
         return Due(day=day)
-    clock = time.fromisoformat(match["time"])
+    try:
+        clock = time.fromisoformat(match["time"])
+    except ValueError:
+        raise ValueError(f"due {text!r} is not a real time of day; send {DUE_FORMATS}") from None
     naive = datetime.combine(day, clock)
     offset_text, zone_name = match["offset"], match["zone"]
     if zone_name is not None:
         zone = _zone(zone_name)
         local = naive.replace(tzinfo=zone)
+        if local.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != naive:
+            raise ValueError(
+                f"due {text!r}: {clock.isoformat()} does not exist in {zone_name} on {day.isoformat()} "
+                "(the clocks skip it); send a time outside the gap"
+            )
         if offset_text is not None:
             given = _offset(offset_text)
             if local.utcoffset() != given:
@@ -238,8 +250,14 @@ def _normalize_tags(tags: list[str]) -> list[str]:
     return seen
 
 
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("contains a NUL character (\\u0000), which cannot be stored; remove it")
+    return value
+
+
 def _strip_title(value: str) -> str:
-    stripped = value.strip()
+    stripped = _no_nul(value).strip()
     if not stripped:
         raise ValueError("title is empty; send a short title such as 'Buy milk'")
     return stripped
@@ -250,8 +268,10 @@ def _strip_title(value: str) -> str:
 Title = Annotated[
     str, Field(min_length=1, max_length=TITLE_MAX, description="Short title."), AfterValidator(_strip_title)
 ]
-Description = Annotated[str, Field(max_length=DESCRIPTION_MAX, description="Longer notes.")]
-Tag = Annotated[str, Field(min_length=1, max_length=TAG_MAX)]
+Description = Annotated[
+    str, Field(max_length=DESCRIPTION_MAX, description="Longer notes."), AfterValidator(_no_nul)
+]
+Tag = Annotated[str, Field(min_length=1, max_length=TAG_MAX), AfterValidator(_no_nul)]
 Tags = Annotated[
     list[Tag],
     Field(max_length=TAGS_MAX, description="Single-word labels, lowercased."),
@@ -265,7 +285,7 @@ ZoneName = Annotated[
 ]
 TaskId = Annotated[int, Field(ge=1)]
 TaskIds = Annotated[list[TaskId], Field(min_length=1, max_length=BULK_MAX)]
-RequestId = Annotated[str, Field(min_length=1, max_length=REQUEST_ID_MAX)]
+RequestId = Annotated[str, Field(min_length=1, max_length=REQUEST_ID_MAX), AfterValidator(_no_nul)]
 
 
 class Compact(BaseModel):
@@ -326,7 +346,7 @@ class TaskQuery(BaseModel):
     status: StatusFilter = "pending"
     priority: Priority | None = None
     tag: Tag | None = None
-    search: Annotated[str, Field(min_length=1, max_length=SEARCH_MAX)] | None = None
+    search: Annotated[str, Field(min_length=1, max_length=SEARCH_MAX), AfterValidator(_no_nul)] | None = None
     due: DueWindow | None = None
     due_before: DueText | None = None
     due_after: DueText | None = None

@@ -38,6 +38,9 @@ from todo_mcp.models import (
 
 t = tasks_table
 SEARCH_CONFIG = "english"
+# Ids are 64-bit in both databases: a larger number names no task, and the drivers refuse to send it.
+ID_MAX = 2**63 - 1
+VERSION_MAX = 2**31 - 1
 
 
 def utcnow() -> datetime:
@@ -57,6 +60,7 @@ def _visible(owner: str) -> sa.ColumnElement[bool]:
 
 
 def _ids_match(conn: AsyncConnection, ids: Sequence[int]) -> sa.ColumnElement[bool]:
+    ids = [task_id for task_id in ids if task_id <= ID_MAX]
     if _is_pg(conn):
         # One array parameter keeps the statement text (and its cached plan) the same for any count.
         # Sent as text[], which asyncpg encodes natively: for bigint[] it would first look the type up
@@ -116,6 +120,8 @@ async def create_task(conn: AsyncConnection, *, owner: str, data: TaskCreate) ->
 
 
 async def get_task(conn: AsyncConnection, *, owner: str, task_id: int) -> Task:
+    if task_id > ID_MAX:
+        raise NotFoundError(task_id)
     stmt = sa.select(t).where(_visible(owner), t.c.id == task_id)
     row = (await conn.execute(stmt)).one_or_none()
     if row is None:
@@ -357,12 +363,24 @@ async def update_task(conn: AsyncConnection, *, owner: str, task_id: int, patch:
     """Change only the named fields. With expected_version, refuse to overwrite a newer version."""
     if not patch.changes():
         raise InvalidInputError(_NOTHING_TO_CHANGE)
+    if task_id > ID_MAX:
+        raise NotFoundError(task_id)
     values, params = _patch_values(patch, utcnow())
-    expected = sa.bindparam("expected", patch.expected_version, type_=sa.Integer())
+    expected_version = patch.expected_version
+    if expected_version is not None and expected_version > VERSION_MAX:
+        expected_version = 0  # beyond the column's range it can never match, and neither can 0
+    expected = sa.bindparam("expected", expected_version, type_=sa.Integer())
     version_ok = sa.or_(expected.is_(None), t.c.version == expected)
     if _is_pg(conn):
         # One statement: find the task, update it if the version matches, and report which happened.
-        cur = sa.select(t.c.id, t.c.version).where(_visible(owner), t.c.id == task_id).cte("cur")
+        # FOR UPDATE: behind a concurrent writer, read the version it committed, not this statement's
+        # snapshot, so a conflict reports the real current version (and a concurrent delete, not found).
+        cur = (
+            sa.select(t.c.id, t.c.version)
+            .where(_visible(owner), t.c.id == task_id)
+            .with_for_update()
+            .cte("cur")
+        )
         upd = (
             sa.update(t)
             .where(t.c.id == cur.c.id, _visible(owner), version_ok)
