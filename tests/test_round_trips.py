@@ -37,6 +37,10 @@ pytestmark = pytest.mark.anyio
 Result = CallToolResult | ReadResourceResult | GetPromptResult
 
 
+# The production backoff waits seconds for a waking compute; the tests keep its shape, not its length.
+FAST_BACKOFF = (0.01, 0.02, 0.04)
+
+
 @dataclass
 class Wire:
     """A server whose database connections pass through the counting proxy."""
@@ -56,7 +60,7 @@ async def wire(pg_url: str, owner: str, settings: Settings) -> AsyncIterator[Wir
         proxied = upstream.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
         # Unencrypted to the proxy so that its turn log can name the protocol messages.
         target = parse_database_url(f"{proxied}?sslmode=disable&application_name={application_name}")
-        db = Database.open(target, pool_size=1)
+        db = Database.open(target, pool_size=1, connect_backoff=FAST_BACKOFF)
         invalidations: list[BaseException | None] = []
 
         @event.listens_for(db.engine.sync_engine, "invalidate")
@@ -517,3 +521,36 @@ async def test_a_write_cut_off_after_the_server_received_it_is_not_repeated(
     again = _data(await c.call_tool("add_task", {"title": "cut off keyed", "client_request_id": key}))
     assert again["version"] == 1
     assert await _rows_titled(pg_url, owner, "cut off keyed") == 1
+
+
+async def test_a_database_that_refuses_new_connections_for_a_moment_is_waited_for(
+    wire: Wire, pg_url: str, owner: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A restarting server or a waking Neon compute resets the first attempts: the call still succeeds."""
+    caplog.set_level(logging.WARNING, logger="todo_mcp.db")
+    await _hang_up(wire, pg_url, "proxy")
+    wire.proxy.refuse_next = len(FAST_BACKOFF)
+    written = _data(await wire.client.call_tool("add_task", {"title": "after the restart"}))
+    assert wire.proxy.refused == len(FAST_BACKOFF)
+    assert written["title"] == "after the restart"
+    assert await _rows_titled(pg_url, owner, "after the restart") == 1
+    retries = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
+    assert len(retries) == len(FAST_BACKOFF), retries
+
+
+async def test_a_database_that_stays_unreachable_is_a_clear_error_and_changes_nothing(
+    wire: Wire, pg_url: str, owner: str
+) -> None:
+    await _hang_up(wire, pg_url, "proxy")
+    wire.proxy.refuse_next = len(FAST_BACKOFF) + 1
+    result = await wire.client.call_tool("add_task", {"title": "never stored"})
+    assert result.is_error
+    assert result.structured_content is None
+    text = result.content[0].text if isinstance(result.content[0], TextContent) else ""
+    assert "cannot be reached right now" in text, text
+    assert "nothing was changed" in text
+    assert wire.proxy.refused == len(FAST_BACKOFF) + 1
+    assert await _rows_titled(pg_url, owner, "never stored") == 0
+    assert (
+        _data(await wire.client.call_tool("add_task", {"title": "stored later"}))["title"] == "stored later"
+    )

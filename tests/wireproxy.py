@@ -131,6 +131,8 @@ class WireProxy:
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
         self._cut_next_reply = False
+        self.refuse_next = 0
+        self.refused = 0
 
     @property
     def port(self) -> int:
@@ -206,6 +208,12 @@ class WireProxy:
 
     async def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         async with self._track():
+            if self.refuse_next > 0:
+                # A server that is not ready yet (a compute waking up): the connection is reset.
+                self.refuse_next -= 1
+                self.refused += 1
+                client_writer.transport.abort()
+                return
             try:
                 server = await asyncio.open_connection(*self.upstream)
             except OSError:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+import anyio
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -24,9 +25,12 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from todo_mcp.config import DatabaseTarget
-from todo_mcp.errors import ConfigError
+from todo_mcp.errors import ConfigError, UnavailableError, describe_db_error
 
 log = logging.getLogger(__name__)
+
+# Seconds to wait before each new attempt to open a connection.
+CONNECT_BACKOFF = (0.25, 1.0, 2.0)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -61,6 +65,23 @@ def _closed_before_send(error: BaseException) -> bool:
     return (
         isinstance(error, exc.DBAPIError) and error.connection_invalidated and "connection is closed" in text
     )
+
+
+def _transient(error: BaseException) -> bool:
+    """A quick failure to open a connection that a moment's wait may cure (refused, reset, starting up).
+
+    A timeout is not one: the connect timeout has already waited long enough.
+    """
+    import asyncpg
+
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(
+            seen, OSError | TimeoutError | asyncpg.CannotConnectNowError | asyncpg.TooManyConnectionsError
+        ):
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
 
 
 def _make_engine(target: DatabaseTarget, *, pool_size: int, autocommit: bool) -> AsyncEngine:
@@ -99,10 +120,18 @@ class Database:
 
     target: DatabaseTarget
     engine: AsyncEngine
+    connect_backoff: tuple[float, ...] = CONNECT_BACKOFF
 
     @classmethod
-    def open(cls, target: DatabaseTarget, *, pool_size: int = 5) -> Database:
-        return cls(target=target, engine=_make_engine(target, pool_size=pool_size, autocommit=True))
+    def open(
+        cls,
+        target: DatabaseTarget,
+        *,
+        pool_size: int = 5,
+        connect_backoff: tuple[float, ...] = CONNECT_BACKOFF,
+    ) -> Database:
+        engine = _make_engine(target, pool_size=pool_size, autocommit=True)
+        return cls(target=target, engine=engine, connect_backoff=connect_backoff)
 
     @property
     def dialect(self) -> str:
@@ -117,13 +146,36 @@ class Database:
         """Run one repository operation on a pooled autocommit connection."""
         for attempt in (1, 2):
             try:
-                async with self.engine.connect() as conn:
+                conn = await self._connect()
+                try:
                     return await operation(conn, *args, **kwargs)
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await conn.close()
             except exc.DBAPIError as error:
                 if attempt == 1 and _closed_before_send(error):
                     log.info("database connection was closed; retrying on a new one")
                     continue
                 raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _connect(self) -> AsyncConnection:
+        """A pooled connection; opening a new one is retried with backoff (a waking Neon compute).
+
+        Nothing has been sent when opening fails, so retrying cannot repeat a write.
+        """
+        for delay in (*self.connect_backoff, None):
+            try:
+                return await self.engine.connect()
+            except (exc.DBAPIError, OSError) as error:
+                if not _transient(error):
+                    raise
+                if delay is None:
+                    raise UnavailableError(describe_db_error(error)) from error
+                log.warning(
+                    "cannot connect to the database (%s); retrying in %.1fs", describe_db_error(error), delay
+                )
+                await anyio.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def dispose(self) -> None:

@@ -30,6 +30,16 @@ class InvalidInputError(TodoError):
     """The input is well-formed JSON but not acceptable; the message says what to send instead."""
 
 
+class UnavailableError(TodoError):
+    """The database could not be reached; nothing was sent, so nothing changed."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"The task database cannot be reached right now ({reason}); nothing was changed. "
+            "Try the same call again in a few seconds."
+        )
+
+
 class ConfigError(Exception):
     """The server cannot start with this configuration; the message is one line for stderr."""
 

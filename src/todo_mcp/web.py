@@ -39,6 +39,7 @@ from todo_mcp.errors import (
     InvalidInputError,
     NotFoundError,
     TodoError,
+    UnavailableError,
     describe_db_error,
     field_problems,
 )
@@ -382,6 +383,7 @@ _STATUS: tuple[tuple[type[TodoError], int], ...] = (
     (NotFoundError, 404),
     (ConflictError, 409),
     (InvalidInputError, 422),
+    (UnavailableError, 503),
 )
 
 
