@@ -33,8 +33,9 @@ import asyncpg
 from mcp import Client
 from mcp.types import CallToolResult, GetPromptResult, ReadResourceResult
 from sqlalchemy.engine import make_url
-from tests.wireproxy import WireProxy
 
+from bench.report import write_section
+from tests.wireproxy import WireProxy
 from todo_mcp.config import load_settings, parse_database_url
 from todo_mcp.db import Database, migrate
 from todo_mcp.identity import local_identity
@@ -210,8 +211,6 @@ def _turns(values: list[int]) -> str:
 def render(samples: dict[str, Sample], *, delay_ms: float, iterations: int, command: str, pg: str) -> str:
     delay = f"{delay_ms:g}"
     lines = [
-        "# Benchmarks",
-        "",
         "## Database round trips per operation",
         "",
         f"Produced by `{command}` (from the repository root) on {datetime.now(UTC):%Y-%m-%d}.",
@@ -252,7 +251,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.round_trips", description=__doc__.split("\n")[0])
     parser.add_argument("--delay-ms", type=float, default=20.0, help="simulated round-trip time (ms)")
     parser.add_argument("--iterations", type=int, default=20, help="timed calls per operation and column")
-    parser.add_argument("--output", default="docs/benchmarks.md", help="markdown file to write; - for none")
+    parser.add_argument(
+        "--output", default="docs/benchmarks.md", help="markdown file whose section to rewrite; - for none"
+    )
     args = parser.parse_args(argv)
 
     samples, pg = asyncio.run(measure(args.delay_ms, args.iterations))
@@ -263,8 +264,7 @@ def main(argv: list[str] | None = None) -> None:
     print(report)
     if args.output != "-":
         path = ROOT / args.output
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(report, encoding="utf-8")
+        write_section("round-trips", report, path)
         print(f"wrote {path}", file=sys.stderr)
 
 

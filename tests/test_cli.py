@@ -125,3 +125,16 @@ async def test_a_stdio_session_through_the_installed_script(
         done = await client.call_tool("complete_task", {"task_id": task_id})
         assert done.structured_content is not None
         assert done.structured_content["results"][0]["task"]["status"] == "completed"
+
+
+def test_python_dash_m_runs_the_same_command(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "todo_mcp", "--help"],
+        env=_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == _run("--help", env=_env(), cwd=tmp_path).stdout
