@@ -19,7 +19,7 @@ from tests.calls import Agent, only_text
 from todo_mcp.config import load_settings, parse_database_url
 from todo_mcp.db import Database
 from todo_mcp.identity import local_identity
-from todo_mcp.server import build_server
+from todo_mcp.server import WRITE_TOOLS, build_server
 
 pytestmark = pytest.mark.anyio
 
@@ -499,6 +499,8 @@ async def test_every_tool_carries_all_four_annotations(client: Client) -> None:
             assert hints.idempotent_hint is True
         assert hints.open_world_hint is False
     assert read_only == READ_TOOLS
+    # The HTTP gate demands todo:write for exactly the tools that are not read-only.
+    assert {tool.name for tool in tools} - read_only == WRITE_TOOLS
     by_name = {tool.name: tool.annotations for tool in tools if tool.annotations is not None}
     assert by_name["delete_task"].destructive_hint is True
     assert by_name["update_task"].destructive_hint is True
