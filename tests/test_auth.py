@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
 import anyio.to_thread
 import jwt
 import pytest
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from jwt.utils import base64url_encode
 from mcp.server.auth.provider import TokenVerifier as SDKTokenVerifier
 
+from tests.forged_tokens import ATTACKS, Keys, make_keys
 from tests.jwks_server import (
     OAUTH_ISSUER,
     ORIGIN,
@@ -44,24 +40,14 @@ USER = "Vn3ZpdEC6Kc7tFPUArbPLdWPyXlqVXST"
 ALGORITHMS = ("EdDSA", "ES256", "RS256")
 
 
-@dataclass(frozen=True)
-class Keys:
-    ed: SigningKey
-    es: SigningKey
-    rs: SigningKey
-    rogue: SigningKey  # an Ed25519 key that claims `ed`'s kid but is not published
-
-
 @pytest.fixture(scope="module")
 def keys() -> Keys:
-    ed = make_key("EdDSA")
-    rogue = make_key("EdDSA", kid=ed.kid)
-    return Keys(ed=ed, es=make_key("ES256"), rs=make_key("RS256"), rogue=rogue)
+    return make_keys()
 
 
 @pytest.fixture
 def jwks(keys: Keys) -> Iterator[JWKSServer]:
-    with running_jwks([keys.ed, keys.es, keys.rs]) as server:
+    with running_jwks(keys.published) as server:
         yield server
 
 
@@ -94,118 +80,10 @@ async def verifier(jwks: JWKSServer) -> AsyncIterator[TokenVerifier]:
         yield v
 
 
-def _segment(data: dict[str, Any]) -> str:
-    return base64url_encode(json.dumps(data, separators=(",", ":")).encode()).decode()
-
-
-def _unsigned(header: dict[str, Any], payload: dict[str, Any], signature: bytes = b"") -> str:
-    return f"{_segment(header)}.{_segment(payload)}.{base64url_encode(signature).decode()}"
-
-
-def _hs256_with_public_key(keys: Keys) -> str:
-    secret = keys.ed.private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    signing_input = f"{_segment({'alg': 'HS256', 'kid': keys.ed.kid})}.{_segment(jwt_plugin_claims())}"
-    mac = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
-    return f"{signing_input}.{base64url_encode(mac).decode()}"
-
-
-def _spliced(keys: Keys) -> str:
-    header, _, signature = keys.ed.sign(jwt_plugin_claims()).split(".")
-    other_payload = keys.ed.sign(jwt_plugin_claims(user_id="M" * 32)).split(".")[1]
-    return f"{header}.{other_payload}.{signature}"
-
-
-NOW = int(time.time())
-ATTACKS: dict[str, tuple[Callable[[Keys], str], str]] = {
-    "alg none": (
-        lambda k: _unsigned({"alg": "none", "kid": k.ed.kid}, jwt_plugin_claims()),
-        "algorithm 'none' is not accepted",
-    ),
-    "alg none with a signature": (
-        lambda k: _unsigned({"alg": "none", "typ": "JWT"}, jwt_plugin_claims(), b"x" * 64),
-        "algorithm 'none' is not accepted",
-    ),
-    "HS256 signed with the public key": (_hs256_with_public_key, "algorithm 'HS256' is not accepted"),
-    "wrong key, same kid": (lambda k: k.rogue.sign(jwt_plugin_claims()), "signature is invalid"),
-    "ES256 header on the Ed25519 kid": (
-        lambda k: k.es.sign(jwt_plugin_claims(), kid=k.ed.kid),
-        "does not match the algorithm of key",
-    ),
-    "expired": (
-        lambda k: k.ed.sign(jwt_plugin_claims(iat=NOW - 3600, exp=NOW - 1800)),
-        "token expired",
-    ),
-    "nbf in the future": (lambda k: k.ed.sign(jwt_plugin_claims(nbf=NOW + 600)), "not valid yet"),
-    "iat in the future": (
-        lambda k: k.ed.sign(jwt_plugin_claims(iat=NOW + 600, exp=NOW + 1500)),
-        "not valid yet",
-    ),
-    "wrong issuer": (
-        lambda k: k.ed.sign(jwt_plugin_claims(iss="https://evil.example.com")),
-        "issuer 'https://evil.example.com' is not accepted",
-    ),
-    "issuer with trailing slash": (
-        lambda k: k.ed.sign(jwt_plugin_claims(iss=ORIGIN + "/")),
-        "is not accepted; expected",
-    ),
-    "wrong audience": (
-        lambda k: k.ed.sign(jwt_plugin_claims(aud="https://other.example.com")),
-        f"audience 'https://other.example.com' is not accepted; request a token for {RESOURCE}",
-    ),
-    "ID token (aud = client id)": (
-        lambda k: k.ed.sign(access_token_claims(aud="claude-desktop", scope=None), typ="JWT"),
-        "audience 'claude-desktop' is not accepted",
-    ),
-    "missing aud": (lambda k: k.ed.sign(jwt_plugin_claims(aud=None)), "no 'aud' claim"),
-    "missing sub": (lambda k: k.ed.sign(jwt_plugin_claims(sub=None)), "no 'sub' claim"),
-    "empty sub": (lambda k: k.ed.sign(jwt_plugin_claims(sub="")), "'sub' claim is empty"),
-    "blank sub": (lambda k: k.ed.sign(jwt_plugin_claims(sub="   ")), "'sub' claim is empty"),
-    "numeric sub": (lambda k: k.ed.sign(jwt_plugin_claims(sub=42)), "'sub' claim is not a string"),
-    "missing exp": (lambda k: k.ed.sign(jwt_plugin_claims(exp=None)), "no 'exp' claim"),
-    "unknown kid": (
-        lambda k: k.rogue.sign(jwt_plugin_claims(), kid="invented-kid"),
-        "key id 'invented-kid' is not in the auth server's key set",
-    ),
-    "tampered payload": (_spliced, "signature is invalid"),
-    "oversized": (
-        lambda k: k.ed.sign(jwt_plugin_claims(padding="x" * 9000)),
-        "larger than 8192 bytes",
-    ),
-    "opaque OAuth token": (lambda k: "q0VmVh5tQ2rN8xYbZc3kLp9aWd7eFg4H", "not a JWT"),
-    "bearer() plugin session token": (
-        lambda k: f"{USER}.Zm9vYmFyYmF6cXV4+quux/abc=",
-        "not a JWT",
-    ),
-    "bearer() token, url-safe signature": (lambda k: f"{USER}.Zm9vYmFyYmF6cXV4", "not a JWT"),
-    "header that is not JSON": (lambda k: "bm90IGpzb24.e30.c2ln", "header is not a JSON object"),
-    "header that is a JSON list": (lambda k: f"{base64url_encode(b'[]').decode()}.e30.c2ln", "header is not"),
-    "JWE (five parts)": (lambda k: "a.b.c.d.e", "not a JWT"),
-    "typ of something else": (
-        lambda k: k.ed.sign(jwt_plugin_claims(), typ="logout+jwt"),
-        "token type 'logout+jwt' is not an access token",
-    ),
-    "scope claim that is not a string": (
-        lambda k: k.ed.sign(access_token_claims(scope=["todo:read"]), typ="at+jwt"),
-        "'scope' claim is not a space-separated string",
-    ),
-    "DPoP-bound token sent as bearer": (
-        lambda k: k.ed.sign(access_token_claims(cnf={"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"})),
-        "bound to a proof-of-possession key",
-    ),
-    "crit header": (
-        lambda k: jwt.encode(
-            jwt_plugin_claims(), k.ed.private, algorithm="EdDSA", headers={"kid": k.ed.kid, "crit": ["b64"]}
-        ),
-        "critical header",
-    ),
-    "empty": (lambda k: "   ", "the bearer token is empty"),
-}
-
-
 @pytest.mark.parametrize("case", list(ATTACKS), ids=list(ATTACKS))
 async def test_attack_corpus_is_refused(case: str, keys: Keys, verifier: TokenVerifier) -> None:
     make_token, expected = ATTACKS[case]
-    token = make_token(keys)
+    token = make_token(keys, USER)
 
     with pytest.raises(AuthError) as caught:
         await verifier.verify(token)

@@ -317,7 +317,8 @@ class BearerGate:
             return self.local, None
         assert self.authenticate is not None
         token = _bearer_token(scope)
-        if not token:
+        # "Bearer" with an empty token is a failed attempt (invalid_token), not a request without credentials.
+        if token is None:
             return Denial(
                 401,
                 None,
