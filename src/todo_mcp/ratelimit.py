@@ -6,6 +6,7 @@ The counts live in this process only, so behind a load balancer each replica lim
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -37,19 +38,24 @@ class RateLimiter:
         bucket = self._buckets.get(key)
         if bucket is None:
             if len(self._buckets) >= self.max_keys:
-                self._forget_full(now)
+                self._make_room(now)
             bucket = self._buckets[key] = _Bucket(self.capacity, now)
         else:
             bucket.tokens = min(self.capacity, bucket.tokens + (now - bucket.updated) * self.rate)
             bucket.updated = now
         return bucket
 
-    def _forget_full(self, now: float) -> None:
-        """Drop keys whose bucket has refilled: they hold no information (bounds memory)."""
+    def _make_room(self, now: float) -> None:
+        """Keep memory bounded: drop keys whose bucket has refilled (they hold no information), and
+        if a flood of new keys left none of those, the oldest tenth. Each sweep frees at least a
+        tenth of the table, so sweeps stay rare."""
         for key in [
             k for k, b in self._buckets.items() if b.tokens + (now - b.updated) * self.rate >= self.capacity
         ]:
             del self._buckets[key]
+        if len(self._buckets) > self.max_keys - max(1, self.max_keys // 10):
+            for key in list(itertools.islice(self._buckets, max(1, self.max_keys // 10))):
+                del self._buckets[key]
 
     def _wait(self, bucket: _Bucket) -> int:
         return max(1, math.ceil((1.0 - bucket.tokens) / self.rate))
