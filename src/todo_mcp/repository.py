@@ -114,7 +114,7 @@ async def create_task(conn: AsyncConnection, *, owner: str, data: TaskCreate) ->
         raise ConflictError(
             f"client_request_id {data.client_request_id!r} was already used for task {row.id} with "
             "different content. Send a new client_request_id to create another task, or the original "
-            "content to get task back."
+            "content to get that task back."
         )
     return Task.from_row(row)
 
