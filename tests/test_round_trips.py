@@ -10,6 +10,7 @@ a statement text that varied with the arguments would show up as a new preparati
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -554,3 +555,20 @@ async def test_a_database_that_stays_unreachable_is_a_clear_error_and_changes_no
     assert (
         _data(await wire.client.call_tool("add_task", {"title": "stored later"}))["title"] == "stored later"
     )
+
+
+async def test_prepared_statements_get_names_unique_across_clients(wire: Wire) -> None:
+    """Behind PgBouncer (Neon's pooler) a server connection serves many clients: no name may repeat.
+
+    asyncpg's own type introspection at connect keeps its numbered names; every statement the
+    repository runs gets a unique one.
+    """
+    _data(await wire.client.call_tool("add_task", {"title": "named"}))
+    async with wire.db.engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        rows = await driver.fetch("SELECT name, statement FROM pg_prepared_statements")
+    ours = [row["name"] for row in rows if "tasks" in row["statement"]]
+    assert ours, "the tool call prepared its statement on this (only) pooled connection"
+    assert all(re.fullmatch(r"__todo_mcp_[0-9a-f]{32}__", name) for name in ours), ours

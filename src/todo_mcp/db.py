@@ -9,6 +9,7 @@ because its connection was already closed before the statement was sent is retri
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,12 +85,19 @@ def _transient(error: BaseException) -> bool:
     return False
 
 
+def _statement_name() -> str:
+    return f"__todo_mcp_{uuid.uuid4().hex}__"
+
+
 def _make_engine(target: DatabaseTarget, *, pool_size: int, autocommit: bool) -> AsyncEngine:
     options: dict[str, Any] = {"connect_args": dict(target.connect_args), "pool_pre_ping": False}
     if autocommit:
         options["isolation_level"] = "AUTOCOMMIT"
     if target.dialect == "postgresql":
         options.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+        # Neon's -pooler host is PgBouncer: asyncpg's numbered statement names could collide on a
+        # server connection that other clients used before; unique names cannot.
+        options["connect_args"].setdefault("prepared_statement_name_func", _statement_name)
         engine = create_async_engine(target.url, **options)
 
         @event.listens_for(engine.sync_engine, "checkout")
