@@ -486,7 +486,3 @@ async def restore_tasks(conn: AsyncConnection, *, owner: str, ids: Sequence[int]
     )
     rows = (await conn.execute(stmt)).all()
     return _per_id(ids, rows, "Task {id} was not found, deleted or not. Check the id with list_tasks.")
-
-
-async def ping(conn: AsyncConnection) -> None:
-    await conn.execute(sa.text("SELECT 1"))
