@@ -10,7 +10,6 @@ description tells the caller what to do.
 from __future__ import annotations
 
 import binascii
-import ipaddress
 import json
 import logging
 import re
@@ -27,7 +26,7 @@ from jwt.exceptions import InvalidSubjectError
 from jwt.utils import base64url_decode
 from mcp.server.auth.provider import AccessToken
 
-from todo_mcp.config import Settings
+from todo_mcp.config import Settings, is_loopback_host
 from todo_mcp.errors import ConfigError
 from todo_mcp.identity import ALL_SCOPES, Principal
 
@@ -235,13 +234,6 @@ def _public_url_audiences(public_url: str) -> list[str]:
     return spellings
 
 
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
 def _default_issuers(jwks_url: str) -> list[str]:
     """Better Auth's two issuers for a JWKS at <origin><basePath>/jwks: the origin and origin+basePath."""
     parts = urlsplit(jwks_url)
@@ -297,7 +289,7 @@ class TokenVerifier:
                 f"TODO_MCP_AUTH_JWKS_URL must be an http(s) URL such as "
                 f"https://app.example.com/api/auth/jwks, not {settings.auth_jwks_url!r}"
             )
-        if jwks_url.scheme == "http" and not _is_loopback(jwks_url.hostname):
+        if jwks_url.scheme == "http" and not is_loopback_host(jwks_url.hostname):
             logger.warning(
                 "TODO_MCP_AUTH_JWKS_URL %s is plain http: whoever can alter that traffic can sign tokens; "
                 "use https outside a trusted network",

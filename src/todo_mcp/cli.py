@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import sys
 from collections.abc import Sequence
@@ -14,7 +13,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import exc as sa_exc
 
 from todo_mcp import __version__
-from todo_mcp.config import Settings, load_settings, resolve_database
+from todo_mcp.config import Settings, is_loopback_host, load_settings, resolve_database
 from todo_mcp.errors import ConfigError, describe_db_error
 
 log = logging.getLogger("todo_mcp")
@@ -123,15 +122,6 @@ async def _migrate(settings: Settings) -> None:
     log.info("%s is at schema revision %s", target.describe(), revision)
 
 
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def _serve_http(args: argparse.Namespace, settings: Settings) -> None:
     import uvicorn
 
@@ -140,7 +130,7 @@ def _serve_http(args: argparse.Namespace, settings: Settings) -> None:
 
     verifier: TokenVerifier | None = None
     if args.no_auth:
-        if not _is_loopback(args.host):
+        if not is_loopback_host(args.host):
             _fail(
                 f"--no-auth only serves a loopback host (127.0.0.1, ::1 or localhost), not {args.host}: "
                 "configure TODO_MCP_AUTH_JWKS_URL and TODO_MCP_PUBLIC_URL to serve the network",
