@@ -234,12 +234,17 @@ def _public_url_audiences(public_url: str) -> list[str]:
     return spellings
 
 
+def oauth_issuer(jwks_url: str) -> str:
+    """Better Auth's OAuth issuer for a JWKS at <origin><basePath>/jwks: origin + basePath."""
+    parts = urlsplit(jwks_url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/').removesuffix('/jwks')}"
+
+
 def _default_issuers(jwks_url: str) -> list[str]:
-    """Better Auth's two issuers for a JWKS at <origin><basePath>/jwks: the origin and origin+basePath."""
+    """Better Auth's two issuers: the origin (jwt() plugin tokens) and the OAuth issuer."""
     parts = urlsplit(jwks_url)
     origin = f"{parts.scheme}://{parts.netloc}"
-    base_path = parts.path.rstrip("/").removesuffix("/jwks")
-    return [origin, origin + base_path] if base_path else [origin]
+    return list(dict.fromkeys([origin, oauth_issuer(jwks_url)]))
 
 
 class TokenVerifier:

@@ -31,7 +31,7 @@ from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
 
 from todo_mcp import __version__, repository
-from todo_mcp.auth import TokenVerifier
+from todo_mcp.auth import TokenVerifier, oauth_issuer
 from todo_mcp.config import Settings, resolve_database
 from todo_mcp.db import Database, check_reachable
 from todo_mcp.errors import (
@@ -104,8 +104,7 @@ def authorization_server(settings: Settings) -> str:
     if settings.auth_server:
         return settings.auth_server
     assert settings.auth_jwks_url is not None
-    parts = urlsplit(settings.auth_jwks_url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/').removesuffix('/jwks')}"
+    return oauth_issuer(settings.auth_jwks_url)
 
 
 def resource_metadata(settings: Settings) -> ProtectedResourceMetadata:
