@@ -510,22 +510,13 @@ def create_app(settings: Settings, *, verifier: TokenVerifier | None, stateless:
     app.include_router(_rest_router(database, settings), dependencies=[Security(_bearer)])
     app.mount("/", transports)
 
-    if verifier is not None:
-        app.add_middleware(
-            BearerGate,
-            authenticate=verifier.verify,
-            local=None,
-            resource_metadata_url=metadata_url,
-            calls_per_minute=settings.rate_limit_per_minute,
-        )
-    else:
-        app.add_middleware(
-            BearerGate,
-            authenticate=None,
-            local=local_identity(settings.user_id),
-            resource_metadata_url=None,
-            calls_per_minute=settings.rate_limit_per_minute,
-        )
+    app.add_middleware(
+        BearerGate,
+        authenticate=verifier.verify if verifier is not None else None,
+        local=local_identity(settings.user_id) if verifier is None else None,
+        resource_metadata_url=metadata_url,
+        calls_per_minute=settings.rate_limit_per_minute,
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
