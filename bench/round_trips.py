@@ -36,10 +36,12 @@ from sqlalchemy.engine import make_url
 
 from bench.report import write_section
 from tests.wireproxy import WireProxy
-from todo_mcp.config import load_settings, parse_database_url
-from todo_mcp.db import Database, migrate
+from todo_mcp.config import load_settings
 from todo_mcp.identity import local_identity
-from todo_mcp.server import build_server
+from todo_mcp.storage.engine import Database
+from todo_mcp.storage.migrations import migrate
+from todo_mcp.storage.url import parse_database_url
+from todo_mcp.tools.server import build_server
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_URL = os.environ.get("TODO_MCP_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")

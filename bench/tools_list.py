@@ -23,10 +23,12 @@ from typing import Any
 from mcp import Client
 
 from bench.report import ROOT, write_section
-from todo_mcp.config import load_settings, sqlite_target
-from todo_mcp.db import Database, migrate
+from todo_mcp.config import load_settings
 from todo_mcp.identity import local_identity
-from todo_mcp.server import build_server
+from todo_mcp.storage.engine import Database
+from todo_mcp.storage.migrations import migrate
+from todo_mcp.storage.url import sqlite_target
+from todo_mcp.tools.server import build_server
 
 BUDGET = 12_000
 

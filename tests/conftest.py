@@ -19,10 +19,12 @@ import pytest
 from mcp import Client
 from mcp.server import MCPServer
 
-from todo_mcp.config import DatabaseTarget, Settings, load_settings, parse_database_url, sqlite_target
-from todo_mcp.db import Database, migrate
+from todo_mcp.config import Settings, load_settings
 from todo_mcp.identity import Principal, local_identity
-from todo_mcp.server import build_server
+from todo_mcp.storage.engine import Database
+from todo_mcp.storage.migrations import migrate
+from todo_mcp.storage.url import DatabaseTarget, parse_database_url, sqlite_target
+from todo_mcp.tools.server import build_server
 
 T = TypeVar("T")
 

@@ -15,7 +15,6 @@ import anyio
 import anyio.to_thread
 import jwt
 import pytest
-from mcp.server.auth.provider import TokenVerifier as SDKTokenVerifier
 
 from tests.forged_tokens import ATTACKS, Keys, make_keys
 from tests.jwks_server import (
@@ -29,7 +28,9 @@ from tests.jwks_server import (
     make_key,
     running_jwks,
 )
-from todo_mcp.auth import AuthError, JWKSCache, TokenVerifier
+from todo_mcp.auth.errors import AuthError
+from todo_mcp.auth.jwks import JWKSCache
+from todo_mcp.auth.verifier import TokenVerifier
 from todo_mcp.config import load_settings
 from todo_mcp.errors import ConfigError
 from todo_mcp.identity import ALL_SCOPES, READ, WRITE, Principal
@@ -94,7 +95,6 @@ async def test_attack_corpus_is_refused(case: str, keys: Keys, verifier: TokenVe
     assert '"' not in error.description
     assert "\\" not in error.description
     assert keys.ed.public_jwk["x"] not in error.description
-    assert await verifier.verify_token(token) is None
 
 
 async def test_oversized_token_is_refused_before_any_key_fetch(keys: Keys, jwks: JWKSServer) -> None:
@@ -176,34 +176,19 @@ async def test_accepted_typ_values(typ: str, keys: Keys, verifier: TokenVerifier
     assert (await verifier.verify(token)).user_id == USER
 
 
-async def test_verify_token_returns_an_sdk_access_token(keys: Keys, verifier: TokenVerifier) -> None:
-    sdk_verifier: SDKTokenVerifier = verifier
-    claims = access_token_claims(scope="openid todo:read todo:write")
-    token = keys.es.sign(claims, typ="at+jwt")
-
-    access = await sdk_verifier.verify_token(token)
-
-    assert access is not None
-    assert access.subject == USER
-    assert access.token == token
-    assert access.client_id == "claude-desktop"
-    assert access.scopes == [READ, WRITE]
-    assert access.expires_at == claims["exp"]
-    assert access.resource == RESOURCE
-    assert access.claims is not None
-    assert access.claims["iss"] == OAUTH_ISSUER
+async def test_an_access_token_names_its_user_and_only_its_todo_scopes(
+    keys: Keys, verifier: TokenVerifier
+) -> None:
+    token = keys.es.sign(access_token_claims(scope="openid todo:read todo:write"), typ="at+jwt")
+    principal = await verifier.verify(token)
+    assert principal.user_id == USER
+    assert principal.scopes == {READ, WRITE}
 
 
-async def test_verify_token_for_a_jwt_plugin_token(keys: Keys, verifier: TokenVerifier) -> None:
-    access = await verifier.verify_token(keys.ed.sign(jwt_plugin_claims()))
-    assert access is not None
-    assert (access.subject, access.client_id, access.resource) == (USER, ORIGIN, ORIGIN)
-    assert access.scopes == sorted(ALL_SCOPES)
-
-
-async def test_verify_token_returns_none_for_a_bad_token(keys: Keys, verifier: TokenVerifier) -> None:
-    assert await verifier.verify_token(keys.rogue.sign(jwt_plugin_claims())) is None
-    assert await verifier.verify_token("not-a-token") is None
+async def test_a_jwt_plugin_token_has_every_scope(keys: Keys, verifier: TokenVerifier) -> None:
+    principal = await verifier.verify(keys.ed.sign(jwt_plugin_claims()))
+    assert principal.user_id == USER
+    assert principal.scopes == ALL_SCOPES
 
 
 # --- configuration -------------------------------------------------------------------------------

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from todo_mcp.config import load_settings, parse_database_url, resolve_database
+from todo_mcp.config import load_settings
 from todo_mcp.errors import ConfigError
+from todo_mcp.storage.url import parse_database_url, resolve_database
 
 NEON = (
     "postgresql://alex:AbC123dEf@ep-cool-darkness-123456-pooler.us-east-2.aws.neon.tech/neondb"

@@ -21,8 +21,8 @@ from tests.http_helpers import (
     running_server,
     structured,
 )
-from todo_mcp.config import parse_database_url
-from todo_mcp.db import migrate
+from todo_mcp.storage.migrations import migrate
+from todo_mcp.storage.url import parse_database_url
 
 pytestmark = pytest.mark.anyio
 

@@ -11,10 +11,10 @@ from mcp import Client
 
 from tests.calls import Agent
 from todo_mcp.config import Settings
-from todo_mcp.db import Database
 from todo_mcp.identity import local_identity
-from todo_mcp.models import tasks_table
-from todo_mcp.server import build_server
+from todo_mcp.storage.engine import Database
+from todo_mcp.storage.table import tasks_table
+from todo_mcp.tools.server import build_server
 
 pytestmark = pytest.mark.anyio
 

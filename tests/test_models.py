@@ -9,15 +9,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from todo_mcp.models import (
-    NO_DUE_SORT,
-    Task,
-    TaskCreate,
-    TaskPatch,
-    TaskQuery,
-    format_due,
-    parse_due,
-)
+from todo_mcp.due import format_due, parse_due
+from todo_mcp.models import Task, TaskCreate, TaskPatch, TaskQuery
+from todo_mcp.storage.table import NO_DUE_SORT
 
 
 @pytest.mark.parametrize(

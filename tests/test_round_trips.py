@@ -26,12 +26,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tests.wireproxy import Measurement, Turn, WireProxy
-from todo_mcp import repository
-from todo_mcp.config import Settings, parse_database_url
-from todo_mcp.db import Database
+from todo_mcp.config import Settings
 from todo_mcp.identity import local_identity
 from todo_mcp.models import Task, TaskCreate
-from todo_mcp.server import build_server
+from todo_mcp.storage import repository
+from todo_mcp.storage.engine import Database
+from todo_mcp.storage.url import parse_database_url
+from todo_mcp.tools import records
+from todo_mcp.tools.server import build_server
 
 pytestmark = pytest.mark.anyio
 
@@ -375,6 +377,8 @@ async def test_every_tool_resource_and_prompt_costs_one_round_trip_when_warm(
     wire: Wire, pg_url: str, owner: str
 ) -> None:
     cases = await _cases(wire.client)
+    measured_tools = {case.label.split()[0] for case in cases}
+    assert {record.name for record in records.TOOLS} <= measured_tools, "every tool needs a case here"
     table: list[tuple[str, Measurement, Measurement]] = []
     for case in cases:
         with wire.proxy.measure() as warm:
@@ -447,7 +451,7 @@ async def test_a_connection_closed_while_idle_is_replaced_without_failing_the_ca
     wire: Wire, pg_url: str, owner: str, how: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """`proxy`: the network drops it; `server`: PostgreSQL terminates the backend, as Neon does."""
-    caplog.set_level(logging.INFO, logger="todo_mcp.db")
+    caplog.set_level(logging.INFO, logger="todo_mcp.storage.engine")
     c = wire.client
     first = _data(await c.call_tool("add_task", {"title": "before"}))
     assert _data(await c.call_tool("get_task", {"task_id": first["id"]}))["title"] == "before"
@@ -473,7 +477,7 @@ async def test_a_connection_closed_while_idle_is_replaced_without_failing_the_ca
 async def test_a_connection_closed_after_checkout_but_before_sending_is_retried_once(
     wire: Wire, pg_url: str, owner: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="todo_mcp.db")
+    caplog.set_level(logging.INFO, logger="todo_mcp.storage.engine")
     _data(await wire.client.call_tool("add_task", {"title": "warm"}))
     attempts = 0
 
@@ -528,7 +532,7 @@ async def test_a_database_that_refuses_new_connections_for_a_moment_is_waited_fo
     wire: Wire, pg_url: str, owner: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A restarting server or a waking Neon compute resets the first attempts: the call still succeeds."""
-    caplog.set_level(logging.WARNING, logger="todo_mcp.db")
+    caplog.set_level(logging.WARNING, logger="todo_mcp.storage.engine")
     await _hang_up(wire, pg_url, "proxy")
     wire.proxy.refuse_next = len(FAST_BACKOFF)
     written = _data(await wire.client.call_tool("add_task", {"title": "after the restart"}))

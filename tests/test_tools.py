@@ -16,15 +16,18 @@ from mcp.server import MCPServer
 from mcp.types import TextResourceContents
 
 from tests.calls import Agent, only_text
-from todo_mcp.config import load_settings, parse_database_url
-from todo_mcp.db import Database
-from todo_mcp.identity import local_identity
-from todo_mcp.server import WRITE_TOOLS, build_server
+from todo_mcp.config import load_settings
+from todo_mcp.identity import WRITE, local_identity
+from todo_mcp.storage.engine import Database
+from todo_mcp.storage.url import parse_database_url
+from todo_mcp.tools import records
+from todo_mcp.tools.server import build_server
 
 pytestmark = pytest.mark.anyio
 
-TOOLS = {"add_task", "list_tasks", "get_task", "update_task", "complete_task", "delete_task"}
-READ_TOOLS = {"list_tasks", "get_task"}
+# Derived from the one list of tool records, as registration, the HTTP gate and read-only mode are.
+TOOLS = {record.name for record in records.TOOLS}
+READ_TOOLS = {record.name for record in records.TOOLS if record.hints.read_only}
 
 
 def _stamp(text: str) -> datetime:
@@ -500,7 +503,7 @@ async def test_every_tool_carries_all_four_annotations(client: Client) -> None:
         assert hints.open_world_hint is False
     assert read_only == READ_TOOLS
     # The HTTP gate demands todo:write for exactly the tools that are not read-only.
-    assert {tool.name for tool in tools} - read_only == WRITE_TOOLS
+    assert {tool.name for tool in tools} - read_only == {r.name for r in records.TOOLS if r.scope == WRITE}
     by_name = {tool.name: tool.annotations for tool in tools if tool.annotations is not None}
     assert by_name["delete_task"].destructive_hint is True
     assert by_name["update_task"].destructive_hint is True
@@ -521,7 +524,7 @@ async def test_read_only_mode_lists_only_the_read_tools(
         reader = Agent(read_only_client)
         assert await reader.get(task["id"]) == task
         assert await reader.ids() == [task["id"]]
-        for tool in ("add_task", "update_task", "complete_task", "delete_task"):
+        for tool in TOOLS - READ_TOOLS:
             assert f"Unknown tool: {tool}" in await reader.fail(tool, task_id=task["id"], title="x")
     assert await writer.get(task["id"]) == task
 

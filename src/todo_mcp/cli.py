@@ -7,14 +7,17 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
 
-from sqlalchemy import exc as sa_exc
-
 from todo_mcp import __version__
-from todo_mcp.config import Settings, is_loopback_host, load_settings, resolve_database
-from todo_mcp.errors import ConfigError, describe_db_error
+from todo_mcp.config import Settings, is_loopback_host, load_settings
+from todo_mcp.errors import ConfigError, DatabaseUnavailable, describe_db_error
+from todo_mcp.storage.url import resolve_database
+
+if TYPE_CHECKING:
+    from todo_mcp.auth.verifier import TokenVerifier
 
 log = logging.getLogger("todo_mcp")
 
@@ -76,9 +79,28 @@ def _configure_logging(level: str) -> None:
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
-def _fail(message: str, code: int = 1) -> None:
+def _fail(message: str, code: int = 1) -> NoReturn:
     sys.stderr.write(f"todo-mcp: error: {message}\n")
     raise SystemExit(code)
+
+
+def _run_guarded(coro: Coroutine[Any, Any, None]) -> None:
+    """Run `coro`; the expected failures become one line on stderr and a non-zero exit.
+
+    The command line's words for errors: a configuration problem exits with 2, a database that
+    cannot be reached or used with 1.
+    """
+    import asyncpg
+    from sqlalchemy import exc as sa_exc
+
+    try:
+        asyncio.run(coro)
+    except ConfigError as error:
+        _fail(str(error), 2)
+    except DatabaseUnavailable as error:
+        _fail(f"cannot reach the database: {error.reason}")
+    except (sa_exc.DBAPIError, asyncpg.PostgresError, OSError, TimeoutError) as error:
+        _fail(f"cannot reach the database: {describe_db_error(error)}")
 
 
 def _auto_migrate(settings: Settings, dialect: str) -> bool:
@@ -86,14 +108,14 @@ def _auto_migrate(settings: Settings, dialect: str) -> bool:
 
 
 async def _prepare(settings: Settings) -> None:
-    from todo_mcp import db
+    from todo_mcp.storage.migrations import prepare
 
     target = resolve_database(settings)
     if target.dialect == "sqlite":
         log.info("using the embedded SQLite database at %s", target.url.database)
     else:
         log.info("using PostgreSQL at %s", target.describe())
-    await db.prepare(
+    await prepare(
         target,
         resolve_database(settings, for_migrations=True),
         auto_migrate=_auto_migrate(settings, target.dialect),
@@ -101,10 +123,11 @@ async def _prepare(settings: Settings) -> None:
 
 
 async def _serve_stdio(settings: Settings) -> None:
-    from todo_mcp.db import Database
     from todo_mcp.identity import local_identity
-    from todo_mcp.server import build_server
+    from todo_mcp.storage.engine import Database
+    from todo_mcp.tools.server import build_server
 
+    await _prepare(settings)
     database = Database.open(resolve_database(settings), pool_size=settings.db_pool_size)
     principal = local_identity(settings.user_id)
     try:
@@ -115,20 +138,17 @@ async def _serve_stdio(settings: Settings) -> None:
 
 
 async def _migrate(settings: Settings) -> None:
-    from todo_mcp import db
+    from todo_mcp.storage.migrations import migrate
 
     target = resolve_database(settings, for_migrations=True)
-    revision = await db.migrate(target)
+    revision = await migrate(target)
     log.info("%s is at schema revision %s", target.describe(), revision)
 
 
-def _serve_http(args: argparse.Namespace, settings: Settings) -> None:
-    import uvicorn
+def _verifier(args: argparse.Namespace, settings: Settings) -> TokenVerifier | None:
+    """The token verifier `serve` needs, or None with --no-auth; refuses an unsafe configuration."""
+    from todo_mcp.auth.verifier import TokenVerifier
 
-    from todo_mcp.auth import TokenVerifier
-    from todo_mcp.web import create_app
-
-    verifier: TokenVerifier | None = None
     if args.no_auth:
         if not is_loopback_host(args.host):
             _fail(
@@ -136,35 +156,43 @@ def _serve_http(args: argparse.Namespace, settings: Settings) -> None:
                 "configure TODO_MCP_AUTH_JWKS_URL and TODO_MCP_PUBLIC_URL to serve the network",
                 2,
             )
-    else:
-        missing = [
-            name
-            for name, value in (
-                ("TODO_MCP_AUTH_JWKS_URL", settings.auth_jwks_url),
-                ("TODO_MCP_PUBLIC_URL", settings.public_url),
-            )
-            if not value
-        ]
-        if missing:
-            _fail(
-                f"serve needs auth settings: set {' and '.join(missing)} (see todo-mcp serve --help), "
-                "or pass --no-auth to act for TODO_MCP_USER_ID on a loopback host",
-                2,
-            )
-        public = urlsplit(settings.public_url or "")
-        if public.scheme not in ("http", "https") or not public.netloc:
-            _fail(
-                f"TODO_MCP_PUBLIC_URL must be an http(s) URL such as https://todo.example.com/mcp, "
-                f"not {settings.public_url!r}",
-                2,
-            )
-        try:
-            verifier = TokenVerifier.from_settings(settings)
-        except ConfigError as error:
-            _fail(str(error), 2)
+        return None
+    missing = [
+        name
+        for name, value in (
+            ("TODO_MCP_AUTH_JWKS_URL", settings.auth_jwks_url),
+            ("TODO_MCP_PUBLIC_URL", settings.public_url),
+        )
+        if not value
+    ]
+    if missing:
+        _fail(
+            f"serve needs auth settings: set {' and '.join(missing)} (see todo-mcp serve --help), "
+            "or pass --no-auth to act for TODO_MCP_USER_ID on a loopback host",
+            2,
+        )
+    public = urlsplit(settings.public_url or "")
+    if public.scheme not in ("http", "https") or not public.netloc:
+        _fail(
+            f"TODO_MCP_PUBLIC_URL must be an http(s) URL such as https://todo.example.com/mcp, "
+            f"not {settings.public_url!r}",
+            2,
+        )
+    try:
+        return TokenVerifier.from_settings(settings)
+    except ConfigError as error:
+        _fail(str(error), 2)
 
-    _run_guarded(_prepare(settings))
-    app = create_app(settings, verifier=verifier, stateless=args.stateless)
+
+async def _serve_http(args: argparse.Namespace, settings: Settings, verifier: TokenVerifier | None) -> None:
+    import uvicorn
+
+    from todo_mcp.storage.engine import Database
+    from todo_mcp.web.app import create_app
+
+    await _prepare(settings)
+    database = Database.open(resolve_database(settings), pool_size=settings.db_pool_size)
+    app = create_app(settings, database=database, verifier=verifier, stateless=args.stateless)
     if verifier is None:
         log.warning(
             "AUTHENTICATION IS OFF (--no-auth): every request to http://%s:%d acts for user %r with full "
@@ -175,7 +203,7 @@ def _serve_http(args: argparse.Namespace, settings: Settings) -> None:
         )
     else:
         log.info("serving %s for tokens from %s", settings.public_url, settings.auth_jwks_url)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=args.host,
         port=args.port,
@@ -184,21 +212,14 @@ def _serve_http(args: argparse.Namespace, settings: Settings) -> None:
         server_header=False,
         timeout_graceful_shutdown=5,
     )
-
-
-def _run_guarded(coro_factory: object) -> None:
-    """Turn the expected start-up failures into one line on stderr and a non-zero exit."""
-    import asyncpg
-
     try:
-        asyncio.run(coro_factory)  # type: ignore[arg-type]
-    except ConfigError as error:
-        _fail(str(error), 2)
-    except (sa_exc.DBAPIError, asyncpg.PostgresError, OSError, TimeoutError) as error:
-        _fail(f"cannot reach the database: {describe_db_error(error)}")
+        await uvicorn.Server(config).serve()
+    finally:
+        await database.dispose()
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line: stdio (the default), `serve` and `migrate`."""
     parser = argparse.ArgumentParser(
         prog="todo-mcp",
         description="An MCP server for a person's tasks. With no command it serves MCP over stdio "
@@ -249,23 +270,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """Run the command line: stdio by default, `serve`, or `migrate`."""
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings()
-    except ConfigError as error:
-        _fail(str(error), 2)
-    _configure_logging(settings.log_level)
-    try:
         resolve_database(settings)
     except ConfigError as error:
         _fail(str(error), 2)
-
+    _configure_logging(settings.log_level)
     if args.command == "migrate":
         _run_guarded(_migrate(settings))
-        return
-    if args.command == "serve":
-        _serve_http(args, settings)
-        return
-    _run_guarded(_prepare(settings))
-    with contextlib.suppress(KeyboardInterrupt):
-        _run_guarded(_serve_stdio(settings))
+    elif args.command == "serve":
+        verifier = _verifier(args, settings)
+        _run_guarded(_serve_http(args, settings, verifier))
+    else:
+        with contextlib.suppress(KeyboardInterrupt):
+            _run_guarded(_serve_stdio(settings))

@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import ssl
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import parse_qsl, urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
 
-from todo_mcp.errors import ConfigError
+from todo_mcp.due import zone_info
+from todo_mcp.errors import ConfigError, InvalidInput
 
 APP_NAME = "todo-mcp"
 DEFAULT_USER_ID = "local"
@@ -32,7 +27,7 @@ def _split_commas(value: Any) -> Any:
 
 
 def is_loopback_host(host: str) -> bool:
-    """127.0.0.0/8, ::1 (bracketed or not) or localhost."""
+    """Whether `host` is 127.0.0.0/8, ::1 (bracketed or not) or localhost."""
     if host.lower() == "localhost":
         return True
     try:
@@ -41,29 +36,25 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+def _is_zone(name: str) -> bool:
+    try:
+        zone_info(name)
+    except ValueError:
+        return False
+    return True
+
+
 def local_zone_name() -> str:
     """The IANA name of this machine's time zone, or "UTC" when it cannot be told."""
     tz = os.environ.get("TZ", "").lstrip(":")
-    if tz:
-        try:
-            ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError):
-            pass
-        else:
-            return tz
+    if tz and _is_zone(tz):
+        return tz
     try:
         target = str(Path("/etc/localtime").resolve())
     except OSError:
         return "UTC"
-    marker = "/zoneinfo/"
-    if marker in target:
-        name = target.split(marker, 1)[1]
-        try:
-            ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            return "UTC"
-        return name
-    return "UTC"
+    name = target.split("/zoneinfo/", 1)[1] if "/zoneinfo/" in target else ""
+    return name if name and _is_zone(name) else "UTC"
 
 
 class Settings(BaseSettings):
@@ -120,13 +111,11 @@ class Settings(BaseSettings):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Paris") from exc
+        zone_info(value)
         return value
 
     def sqlite_default_path(self) -> Path:
+        """Where the embedded database lives when DATABASE_URL is not set."""
         base = self.data_dir or platformdirs.user_data_path(APP_NAME, appauthor=False)
         return base / "todo.sqlite3"
 
@@ -136,126 +125,5 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
-        )
+        problems = InvalidInput.from_pydantic(exc.errors(include_url=False, include_input=False))
         raise ConfigError(f"invalid settings: {problems}") from None
-
-
-@dataclass(frozen=True)
-class DatabaseTarget:
-    """A database URL made ready for SQLAlchemy, with the driver options it implies."""
-
-    url: URL
-    connect_args: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def dialect(self) -> Literal["postgresql", "sqlite"]:
-        return "sqlite" if self.url.get_backend_name() == "sqlite" else "postgresql"
-
-    def describe(self) -> str:
-        """The URL with its password hidden, for logs and error messages."""
-        if self.dialect == "sqlite":
-            return f"SQLite file {self.url.database}"
-        return self.url.render_as_string(hide_password=True)
-
-
-_PG_SCHEMES = {"postgres", "postgresql", "postgresql+asyncpg"}
-_SSL_VERIFY = {"require", "verify-ca", "verify-full"}
-_SSL_MODES = _SSL_VERIFY | {"disable", "allow", "prefer"}
-
-
-def sqlite_target(path: Path) -> DatabaseTarget:
-    return DatabaseTarget(url=URL.create("sqlite+aiosqlite", database=str(path)))
-
-
-def parse_database_url(raw: str, *, connect_timeout: float = 15.0) -> DatabaseTarget:
-    """Accept the URLs people paste (Neon's console URL included) and return one asyncpg/aiosqlite target.
-
-    Raises ConfigError with a one-line explanation for anything else.
-    """
-    text = raw.strip()
-    scheme = urlsplit(text).scheme.lower() if "://" in text else ""
-    if scheme in ("sqlite", "sqlite+aiosqlite"):
-        database = text.split("://", 1)[1]
-        if not database.startswith("/") or database in ("/", "/:memory:"):
-            raise ConfigError(
-                "DATABASE_URL: an SQLite URL needs a file path, e.g. sqlite+aiosqlite:///home/me/todo.sqlite3"
-            )
-        path = database[1:]
-        return sqlite_target(Path(path).expanduser())
-    if scheme not in _PG_SCHEMES:
-        shown = scheme or text[:20]
-        raise ConfigError(
-            f"DATABASE_URL: unsupported scheme {shown!r}; use postgresql://user:pass@host/db "
-            "or sqlite+aiosqlite:///path/to/file"
-        )
-    try:
-        url = make_url(text.split("?", 1)[0])
-    except ArgumentError:
-        raise ConfigError(
-            "DATABASE_URL is not a valid URL; expected postgresql://user:password@host:5432/dbname"
-        ) from None
-    try:
-        port = url.port
-    except ValueError:
-        port = None
-    if not url.host:
-        raise ConfigError("DATABASE_URL has no host; expected postgresql://user:password@host:5432/dbname")
-    if not url.database:
-        raise ConfigError("DATABASE_URL has no database name; add it after the host, e.g. .../neondb")
-
-    query = dict(parse_qsl(urlsplit(text).query, keep_blank_values=True))
-    sslmode = query.pop("sslmode", "prefer")
-    query.pop("channel_binding", None)  # asyncpg cannot do SCRAM channel binding; TLS still applies.
-    sslrootcert = query.pop("sslrootcert", None)
-    application_name = query.pop("application_name", APP_NAME)
-    timeout = query.pop("connect_timeout", None)
-    if query:
-        names = ", ".join(sorted(query))
-        raise ConfigError(
-            f"DATABASE_URL: unsupported query parameter(s) {names}; supported are sslmode, channel_binding, "
-            "sslrootcert, application_name and connect_timeout"
-        )
-    if sslmode not in _SSL_MODES:
-        raise ConfigError(
-            f"DATABASE_URL: unknown sslmode {sslmode!r}; use one of {', '.join(sorted(_SSL_MODES))}"
-        )
-
-    try:
-        timeout_seconds = float(timeout) if timeout else connect_timeout
-    except ValueError:
-        raise ConfigError(
-            f"DATABASE_URL: connect_timeout must be a number of seconds, not {timeout!r}"
-        ) from None
-    connect_args: dict[str, Any] = {
-        "timeout": timeout_seconds,
-        "server_settings": {"application_name": application_name},
-    }
-    if sslmode in _SSL_VERIFY:
-        context = ssl.create_default_context(cafile=sslrootcert)
-        if sslmode == "verify-ca":
-            context.check_hostname = False
-        connect_args["ssl"] = context
-    elif sslmode == "disable":
-        connect_args["ssl"] = False
-    else:
-        connect_args["ssl"] = sslmode  # asyncpg's own "prefer"/"allow"
-
-    clean = URL.create(
-        "postgresql+asyncpg",
-        username=url.username,
-        password=url.password,
-        host=url.host,
-        port=port,
-        database=url.database,
-    )
-    return DatabaseTarget(url=clean, connect_args=connect_args)
-
-
-def resolve_database(settings: Settings, *, for_migrations: bool = False) -> DatabaseTarget:
-    """The target for serving (DATABASE_URL) or for migrations (DIRECT_URL when set)."""
-    raw = settings.direct_url if for_migrations and settings.direct_url else settings.database_url
-    if raw is None or not raw.strip():
-        return sqlite_target(settings.sqlite_default_path())
-    return parse_database_url(raw, connect_timeout=settings.db_connect_timeout)

@@ -1,4 +1,4 @@
-"""One async engine per process, its connection options, and migrations.
+"""One async engine per process, its connection options, and running one operation on it.
 
 PostgreSQL connections run in AUTOCOMMIT with asyncpg's statement cache on and no pre-ping, so
 each repository call is one round trip. A connection that the server closed while it sat idle
@@ -12,51 +12,24 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import anyio
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import event, exc
-from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from todo_mcp.config import DatabaseTarget
-from todo_mcp.errors import ConfigError, UnavailableError, describe_db_error
+from todo_mcp.errors import DatabaseUnavailable, describe_db_error
+from todo_mcp.storage.url import DatabaseTarget
 
 log = logging.getLogger(__name__)
 
 # Seconds to wait before each new attempt to open a connection.
 CONNECT_BACKOFF = (0.25, 1.0, 2.0)
+SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=30000", "foreign_keys=ON")
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-def migrations_path() -> Path:
-    """Migrations ship inside the wheel; in a source checkout they sit at the top of the repository."""
-    packaged = Path(__file__).with_name("migrations")
-    if packaged.is_dir():
-        return packaged
-    return Path(__file__).resolve().parents[2] / "migrations"
-
-
-def _alembic_config(connection: Connection | None = None) -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(migrations_path()))
-    if connection is not None:
-        config.attributes["connection"] = connection
-    return config
-
-
-def head_revision() -> str:
-    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
-    assert head is not None
-    return head
 
 
 def _closed_before_send(error: BaseException) -> bool:
@@ -89,7 +62,8 @@ def _statement_name() -> str:
     return f"__todo_mcp_{uuid.uuid4().hex}__"
 
 
-def _make_engine(target: DatabaseTarget, *, pool_size: int, autocommit: bool) -> AsyncEngine:
+def make_engine(target: DatabaseTarget, *, pool_size: int, autocommit: bool) -> AsyncEngine:
+    """An engine for `target`: pooled autocommit connections for serving, or one for migrations."""
     options: dict[str, Any] = {"connect_args": dict(target.connect_args), "pool_pre_ping": False}
     if autocommit:
         options["isolation_level"] = "AUTOCOMMIT"
@@ -99,27 +73,26 @@ def _make_engine(target: DatabaseTarget, *, pool_size: int, autocommit: bool) ->
         # server connection that other clients used before; unique names cannot.
         options["connect_args"].setdefault("prepared_statement_name_func", _statement_name)
         engine = create_async_engine(target.url, **options)
-
-        @event.listens_for(engine.sync_engine, "checkout")
-        def _drop_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
-            # A local check, no round trip: asyncpg has already seen the server hang up.
-            raw = getattr(dbapi_connection, "driver_connection", None)
-            if raw is not None and raw.is_closed():
-                raise exc.DisconnectionError("connection closed while idle")
-
+        event.listen(engine.sync_engine, "checkout", _drop_closed)
         return engine
-
     options["connect_args"].setdefault("timeout", 30)
     engine = create_async_engine(target.url, **options)
-
-    @event.listens_for(engine.sync_engine, "connect")
-    def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=30000", "foreign_keys=ON"):
-            cursor.execute(f"PRAGMA {pragma}")
-        cursor.close()
-
+    event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _drop_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    # A local check, no round trip: asyncpg has already seen the server hang up.
+    raw = getattr(dbapi_connection, "driver_connection", None)
+    if raw is not None and raw.is_closed():
+        raise exc.DisconnectionError("connection closed while idle")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    for pragma in SQLITE_PRAGMAS:
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
 
 
 @dataclass
@@ -138,12 +111,9 @@ class Database:
         pool_size: int = 5,
         connect_backoff: tuple[float, ...] = CONNECT_BACKOFF,
     ) -> Database:
-        engine = _make_engine(target, pool_size=pool_size, autocommit=True)
+        """A pool for `target`; no connection is opened until the first call."""
+        engine = make_engine(target, pool_size=pool_size, autocommit=True)
         return cls(target=target, engine=engine, connect_backoff=connect_backoff)
-
-    @property
-    def dialect(self) -> str:
-        return self.target.dialect
 
     async def run(
         self,
@@ -179,59 +149,18 @@ class Database:
                 if not _transient(error):
                     raise
                 if delay is None:
-                    raise UnavailableError(describe_db_error(error)) from error
+                    raise DatabaseUnavailable(describe_db_error(error)) from error
                 log.warning(
                     "cannot connect to the database (%s); retrying in %.1fs", describe_db_error(error), delay
                 )
                 await anyio.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def check_reachable(self) -> None:
+        """One `SELECT 1` on a pooled connection (readiness)."""
+        async with self.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
     async def dispose(self) -> None:
+        """Close every pooled connection."""
         await self.engine.dispose()
-
-
-async def _with_sync_connection(target: DatabaseTarget, fn: Callable[[Connection], T]) -> T:
-    """Start-up work (before anything is served), so the directory creation may block briefly."""
-    if target.dialect == "sqlite":
-        Path(target.url.database or "").parent.mkdir(parents=True, exist_ok=True)
-    engine = _make_engine(target, pool_size=1, autocommit=False)
-    try:
-        async with engine.begin() as conn:
-            return await conn.run_sync(fn)
-    finally:
-        await engine.dispose()
-
-
-async def migrate(target: DatabaseTarget) -> str:
-    """Bring the schema to the latest revision; returns it."""
-
-    def upgrade(connection: Connection) -> None:
-        command.upgrade(_alembic_config(connection), "head")
-
-    await _with_sync_connection(target, upgrade)
-    return head_revision()
-
-
-async def current_revision(target: DatabaseTarget) -> str | None:
-    def read(connection: Connection) -> str | None:
-        return MigrationContext.configure(connection).get_current_revision()
-
-    return await _with_sync_connection(target, read)
-
-
-async def prepare(target: DatabaseTarget, migration_target: DatabaseTarget, *, auto_migrate: bool) -> None:
-    """At start-up: migrate (embedded default, or when asked) or check that the schema is current."""
-    if auto_migrate:
-        await migrate(migration_target)
-        return
-    current, head = await current_revision(target), head_revision()
-    if current != head:
-        raise ConfigError(
-            f"the database schema is at revision {current or 'none'}, this server needs {head}: "
-            "run `todo-mcp migrate` (or set TODO_MCP_AUTO_MIGRATE=true)"
-        )
-
-
-async def check_reachable(database: Database) -> None:
-    async with database.engine.connect() as conn:
-        await conn.execute(sa.text("SELECT 1"))

@@ -46,9 +46,12 @@ class RateLimiter:
         return bucket
 
     def _make_room(self, now: float) -> None:
-        """Keep memory bounded: drop keys whose bucket has refilled (they hold no information), and
-        if a flood of new keys left none of those, the oldest tenth. Each sweep frees at least a
-        tenth of the table, so sweeps stay rare."""
+        """Keep memory bounded by dropping keys.
+
+        First the keys whose bucket has refilled (they hold no information), and if a flood of new
+        keys left none of those, the oldest tenth. Each sweep frees at least a tenth of the table,
+        so sweeps stay rare.
+        """
         for key in [
             k for k, b in self._buckets.items() if b.tokens + (now - b.updated) * self.rate >= self.capacity
         ]:

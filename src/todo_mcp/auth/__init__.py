@@ -1,0 +1,1 @@
+"""Auth: Better Auth bearer tokens verified against the auth server's published keys."""

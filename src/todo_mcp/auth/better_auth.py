@@ -1,0 +1,27 @@
+"""Better Auth's conventions: its issuers, derived from the JWKS URL, and this server's audiences."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+
+def public_url_audiences(public_url: str) -> list[str]:
+    """The spellings an MCP client may use as `resource` for this server."""
+    base = public_url.strip().rstrip("/")
+    spellings = [base, base + "/"]
+    if urlsplit(base).path in ("", "/"):
+        spellings.append(base + "/mcp")
+    return spellings
+
+
+def oauth_issuer(jwks_url: str) -> str:
+    """Better Auth's OAuth issuer for a JWKS at <origin><basePath>/jwks: origin + basePath."""
+    parts = urlsplit(jwks_url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/').removesuffix('/jwks')}"
+
+
+def default_issuers(jwks_url: str) -> list[str]:
+    """Better Auth's two issuers: the origin (jwt() plugin tokens) and the OAuth issuer."""
+    parts = urlsplit(jwks_url)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    return list(dict.fromkeys([origin, oauth_issuer(jwks_url)]))

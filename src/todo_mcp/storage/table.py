@@ -1,0 +1,102 @@
+"""The `tasks` table (SQLModel) and how its rows become `Task` models."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+from sqlmodel import Field as TableField
+from sqlmodel import SQLModel
+
+from todo_mcp.due import format_due
+from todo_mcp.models import REQUEST_ID_MAX, Priority, Task
+
+PRIORITY_RANK: dict[str, int] = {"low": 1, "medium": 2, "high": 3, "urgent": 4}
+RANK_PRIORITY: dict[int, Priority] = {1: "low", 2: "medium", 3: "high", 4: "urgent"}
+
+# Tasks without a due value sort after every real one; the same sentinel works in both databases.
+NO_DUE_SORT = datetime(9999, 12, 31, 0, 0, tzinfo=UTC)
+# Ids are 64-bit in both databases: a larger number names no task, and the drivers refuse to send it.
+ID_MAX = 2**63 - 1
+VERSION_MAX = 2**31 - 1
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """An aware UTC datetime in both databases (SQLite keeps it as naive UTC text)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Refuse naive datetimes; send UTC (naive UTC to SQLite)."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; attach a time zone")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Always give back an aware UTC datetime."""
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class TaskRecord(SQLModel, table=True):
+    """One row of `tasks`. PostgreSQL adds a generated `search` tsvector (see the migrations)."""
+
+    __tablename__ = "tasks"
+
+    id: int | None = TableField(
+        default=None,
+        sa_column=sa.Column(sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    )
+    owner_id: str = TableField(sa_column=sa.Column(sa.String(255), nullable=False))
+    title: str = TableField(sa_column=sa.Column(sa.Text(), nullable=False))
+    description: str | None = TableField(default=None, sa_column=sa.Column(sa.Text(), nullable=True))
+    status: str = TableField(sa_column=sa.Column(sa.String(16), nullable=False))
+    priority: int = TableField(sa_column=sa.Column(sa.SmallInteger(), nullable=False))
+    due_date: date | None = TableField(default=None, sa_column=sa.Column(sa.Date(), nullable=True))
+    due_at: datetime | None = TableField(default=None, sa_column=sa.Column(UTCDateTime(), nullable=True))
+    due_tz: str | None = TableField(default=None, sa_column=sa.Column(sa.String(64), nullable=True))
+    due_sort: datetime = TableField(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    tags: list[str] = TableField(
+        default_factory=list,
+        sa_column=sa.Column(postgresql.ARRAY(sa.Text()).with_variant(sa.JSON(), "sqlite"), nullable=False),
+    )
+    version: int = TableField(sa_column=sa.Column(sa.Integer(), nullable=False))
+    created_at: datetime = TableField(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    updated_at: datetime = TableField(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    completed_at: datetime | None = TableField(
+        default=None, sa_column=sa.Column(UTCDateTime(), nullable=True)
+    )
+    deleted_at: datetime | None = TableField(default=None, sa_column=sa.Column(UTCDateTime(), nullable=True))
+    client_request_id: str | None = TableField(
+        default=None, sa_column=sa.Column(sa.String(REQUEST_ID_MAX), nullable=True)
+    )
+    request_hash: str | None = TableField(default=None, sa_column=sa.Column(sa.String(64), nullable=True))
+
+
+tasks_table: sa.Table = TaskRecord.__table__  # type: ignore[attr-defined]
+
+
+def task_from_row(row: Any) -> Task:
+    """The `Task` a row of `tasks` shows."""
+    return Task(
+        id=row.id,
+        title=row.title,
+        description=row.description,
+        status=row.status,
+        priority=RANK_PRIORITY[row.priority],
+        due=format_due(row.due_date, row.due_at, row.due_tz),
+        tags=list(row.tags or ()),
+        version=row.version,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        completed_at=row.completed_at,
+        deleted_at=row.deleted_at,
+    )

@@ -1,0 +1,68 @@
+"""The MCP edge's words for domain errors: what was wrong and which tool to call or what to send.
+
+Tools, the resource and the prompt all word errors here and nowhere else. A template is filled
+with the error's own fields.
+"""
+
+from __future__ import annotations
+
+from mcp.shared.exceptions import MCPError
+from mcp.types import INTERNAL_ERROR, INVALID_PARAMS
+from pydantic import BaseModel, ValidationError
+
+from todo_mcp import errors
+
+_WORDS: dict[type[errors.TodoError], str] = {
+    errors.TaskNotFound: "Task {task_id} was not found. Use list_tasks to find the id of an existing task.",
+    errors.VersionConflict: (
+        "Task {task_id} changed since you read it: expected_version {expected}, current version {current}. "
+        "Read the task again (get_task) and send your change with expected_version {current} if it still "
+        "applies."
+    ),
+    errors.IdempotencyConflict: (
+        "client_request_id {key!r} was already used for task {task_id} with different content. Send a new "
+        "client_request_id to create another task, or the original content to get that task back."
+    ),
+    errors.InvalidCursor: (
+        "cursor is not valid for this query: send the next_cursor of the previous list_tasks call with the "
+        "same filters and sort, or leave cursor out to start from the first page"
+    ),
+    errors.ScopeMissing: "this token lacks the {needed} scope; sign in again granting {needed}",
+    errors.DatabaseUnavailable: (
+        "The task database cannot be reached right now ({reason}); nothing was changed. Try the same call "
+        "again in a few seconds."
+    ),
+}
+_CALLER_MISTAKES = (errors.InvalidInput, errors.InvalidCursor, errors.TaskNotFound, errors.ScopeMissing)
+
+
+def explain(error: errors.TodoError) -> str:
+    """What a model should read about `error`: what was wrong and what to do next."""
+    if isinstance(error, errors.InvalidInput):
+        return "; ".join(problem.text() for problem in error.problems)
+    if isinstance(error, errors.NothingToChange):
+        fields = ", ".join(error.fields[:-1]) + f" or {error.fields[-1]}"
+        return f"nothing to change: send at least one of {fields} together with task_id"
+    template = _WORDS.get(type(error))
+    return template.format_map(vars(error)) if template is not None else str(error)
+
+
+def invalid_arguments(name: str, model: type[BaseModel], error: ValidationError) -> str:
+    """A refused argument list, one "field: problem" per field; unknown fields list the accepted ones."""
+    problems = errors.InvalidInput.from_pydantic(
+        error.errors(include_url=False, include_input=False)
+    ).problems
+    accepted = ", ".join(model.model_fields)
+    lines = [
+        f"{problem.field}: is not an argument of {name}; send only {accepted}"
+        if problem.problem == errors.InvalidInput.UNKNOWN_FIELD
+        else problem.text()
+        for problem in problems
+    ]
+    return f"Invalid arguments for {name}: " + "; ".join(lines)
+
+
+def protocol_error(error: errors.TodoError) -> MCPError:
+    """A domain error as the JSON-RPC error of a resource read or a prompt."""
+    code = INVALID_PARAMS if isinstance(error, _CALLER_MISTAKES) else INTERNAL_ERROR
+    return MCPError(code=code, message=explain(error))

@@ -1,0 +1,181 @@
+"""Every tool, declared once: name, description, input and output models, hints, scope, handler.
+
+Each tool is a handler decorated with `@tool`, which records it in `TOOLS`. MCP registration,
+the HTTP gate's scope check, read-only mode and the tests that enumerate the tools are all
+derived from that list. Adding a tool means adding one decorated handler here and one function
+to the repository. A handler is a few lines: arguments in, one repository call, a model out.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar, get_type_hints
+
+from mcp.types import ToolAnnotations
+from pydantic import BaseModel
+
+from todo_mcp.config import Settings
+from todo_mcp.errors import TaskNotFound
+from todo_mcp.identity import READ, WRITE
+from todo_mcp.models import (
+    BulkResult,
+    DeleteSelection,
+    ItemResult,
+    Task,
+    TaskCreate,
+    TaskPage,
+    TaskQuery,
+    TaskRef,
+    TaskSelection,
+    TaskUpdate,
+)
+from todo_mcp.storage import repository
+from todo_mcp.storage.engine import Database
+from todo_mcp.tools.errors import explain
+
+In = TypeVar("In", bound=BaseModel)
+Out = TypeVar("Out", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Hints:
+    """The behaviour hints of a tool (the world it touches is always closed: the user's tasks)."""
+
+    read_only: bool
+    destructive: bool
+    idempotent: bool
+
+    def annotations(self) -> ToolAnnotations:
+        """All four MCP annotations (the spec's defaults for unset ones are the pessimistic ones)."""
+        return ToolAnnotations(
+            read_only_hint=self.read_only,
+            destructive_hint=self.destructive,
+            idempotent_hint=self.idempotent,
+            open_world_hint=False,
+        )
+
+
+READS = Hints(read_only=True, destructive=False, idempotent=True)
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """What a handler acts with: the database, whose tasks, and the settings."""
+
+    db: Database
+    owner: str
+    settings: Settings
+
+
+Handler = Callable[[ToolCall, In], Awaitable[Out]]
+
+
+@dataclass(frozen=True)
+class ToolRecord(Generic[In, Out]):
+    """One tool, as a value."""
+
+    name: str
+    description: str
+    input: type[In]
+    output: type[Out]
+    hints: Hints
+    scope: str
+    handler: Handler[In, Out]
+
+
+def per_id(selection: TaskSelection, found: dict[int, Task]) -> BulkResult:
+    """A result per id (duplicates once); for a single task_id a failure is an error, not a row."""
+    results: list[ItemResult] = []
+    for task_id in dict.fromkeys(selection.ids):
+        task = found.get(task_id)
+        if task is not None:
+            results.append(ItemResult(id=task_id, ok=True, task=task))
+        elif selection.task_id is not None:
+            raise TaskNotFound(task_id)
+        else:
+            results.append(ItemResult(id=task_id, ok=False, error=explain(TaskNotFound(task_id))))
+    return BulkResult(results=results)
+
+
+TOOLS: list[ToolRecord[Any, Any]] = []
+
+
+def tool(scope: str, hints: Hints) -> Callable[[Handler[In, Out]], Handler[In, Out]]:
+    """Declare the decorated handler a tool and append its record to `TOOLS`.
+
+    The record takes its name from the handler, its description (copy for the model) from the
+    handler's docstring, its input model from the type of `args`, its output model from the
+    return type; `scope` and `hints` are given here.
+    """
+
+    def declare(handler: Handler[In, Out]) -> Handler[In, Out]:
+        types = get_type_hints(handler)
+        TOOLS.append(
+            ToolRecord(
+                name=handler.__name__,
+                description=inspect.getdoc(handler) or "",
+                input=types["args"],
+                output=types["return"],
+                hints=hints,
+                scope=scope,
+                handler=handler,
+            )
+        )
+        return handler
+
+    return declare
+
+
+@tool(WRITE, Hints(read_only=False, destructive=False, idempotent=False))
+async def add_task(call: ToolCall, args: TaskCreate) -> Task:
+    """Create a task and return it with its id."""
+    return await call.db.run(repository.create_task, owner=call.owner, data=args)
+
+
+@tool(READ, READS)
+async def list_tasks(call: ToolCall, args: TaskQuery) -> TaskPage:
+    """List tasks matching all given filters, one page at a time (descriptions cut to 200 chars)."""
+    return await call.db.run(
+        repository.list_tasks, owner=call.owner, query=args, default_tz=call.settings.timezone
+    )
+
+
+@tool(READ, READS)
+async def get_task(call: ToolCall, args: TaskRef) -> Task:
+    """Read one task in full."""
+    return await call.db.run(repository.get_task, owner=call.owner, task_id=args.task_id)
+
+
+@tool(WRITE, Hints(read_only=False, destructive=True, idempotent=False))
+async def update_task(call: ToolCall, args: TaskUpdate) -> Task:
+    """Change only the fields given; the others keep their values."""
+    return await call.db.run(repository.update_task, owner=call.owner, task_id=args.task_id, patch=args)
+
+
+@tool(WRITE, Hints(read_only=False, destructive=False, idempotent=True))
+async def complete_task(call: ToolCall, args: TaskSelection) -> BulkResult:
+    """Mark one task (task_id) or several (task_ids) completed; a result per id."""
+    return per_id(args, await call.db.run(repository.complete_tasks, owner=call.owner, ids=args.ids))
+
+
+@tool(WRITE, Hints(read_only=False, destructive=True, idempotent=True))
+async def delete_task(call: ToolCall, args: DeleteSelection) -> BulkResult:
+    """Delete one task (task_id) or several (task_ids); undo=true restores them. A result per id."""
+    operation = repository.restore_tasks if args.undo else repository.delete_tasks
+    return per_id(args, await call.db.run(operation, owner=call.owner, ids=args.ids))
+
+
+_BY_NAME = {record.name: record for record in TOOLS}
+
+
+def offered(*, read_only: bool) -> Iterable[ToolRecord[Any, Any]]:
+    """The tools a server offers: all of them, or in read-only mode only those that change nothing."""
+    return [record for record in TOOLS if record.hints.read_only or not read_only]
+
+
+def scope_of(name: object) -> str:
+    """The scope a call of tool `name` needs (an unknown name needs todo:read to be told so)."""
+    record = _BY_NAME.get(name) if isinstance(name, str) else None
+    return record.scope if record is not None else READ

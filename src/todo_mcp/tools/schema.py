@@ -1,0 +1,90 @@
+"""The JSON schemas a tool publishes, made from its models without the bytes a model does not need."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+
+def slim_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """The same JSON schema without pydantic's generated titles and `"default": null`.
+
+    `anyOf: [X, null]` becomes X for fields that default to None: leaving such a field out means
+    "not given", and outputs leave it out rather than send null. A required field that may be
+    null, like next_cursor, keeps its null.
+    """
+
+    def walk(node: Any) -> Any:
+        if not isinstance(node, dict):
+            return node
+        node = dict(node)
+        node.pop("title", None)
+        optional = "default" in node and node["default"] is None
+        if optional:
+            del node["default"]
+        options = node.get("anyOf")
+        if optional and isinstance(options, list) and len(options) == 2 and {"type": "null"} in options:
+            (kept,) = [option for option in options if option != {"type": "null"}]
+            del node["anyOf"]
+            node = {**kept, **node}
+        for key in ("properties", "$defs"):
+            if isinstance(node.get(key), dict):
+                node[key] = {name: walk(sub) for name, sub in node[key].items()}
+        for key in ("items", "additionalProperties"):
+            if isinstance(node.get(key), dict):
+                node[key] = walk(node[key])
+        if isinstance(node.get("anyOf"), list):
+            node["anyOf"] = [walk(option) for option in node["anyOf"]]
+        return node
+
+    result: dict[str, Any] = walk(schema)
+    return result
+
+
+def published_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The inputSchema or outputSchema of a tool whose arguments or result are `model`.
+
+    Model docstrings (the REST documentation's words) are left out: the tool's description
+    already says what the tool takes and gives. Nested models are inlined, so a client
+    validates a result against one shallow schema with no references to resolve.
+    """
+    schema = slim_schema(model.model_json_schema())
+    definitions = schema.pop("$defs", {})
+    for definition in definitions.values():
+        definition.pop("description", None)
+    schema.pop("description", None)
+    inlined: dict[str, Any] = _inline(schema, definitions)
+    return inlined
+
+
+def result_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The outputSchema of a tool whose result is `model`.
+
+    It is `published_schema` without the `type` next to an `enum`: the enum's values already fix
+    the type, and no model generates a result from this schema.
+    """
+    trimmed: dict[str, Any] = _drop_enum_types(published_schema(model))
+    return trimmed
+
+
+def _drop_enum_types(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_drop_enum_types(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    return {
+        key: _drop_enum_types(value) for key, value in node.items() if not (key == "type" and "enum" in node)
+    }
+
+
+def _inline(node: Any, definitions: dict[str, Any]) -> Any:
+    """`node` with every `{"$ref": "#/$defs/X"}` replaced by X itself (the models are not recursive)."""
+    if isinstance(node, list):
+        return [_inline(item, definitions) for item in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        return _inline(definitions[ref.removeprefix("#/$defs/")], definitions)
+    return {key: _inline(value, definitions) for key, value in node.items()}

@@ -1,0 +1,125 @@
+"""The MCP server: the tool records registered as SDK tools, plus the task resource and the prompt.
+
+A registered tool validates its arguments with the record's input model (once), checks the
+record's scope, runs the handler, and returns the output model as structured content plus the
+same compact JSON as text. Every failure reaches the client as words from `todo_mcp.tools.errors`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from mcp.server import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.server.mcpserver.tools import Tool
+from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
+from mcp.types import CallToolResult, TextContent
+from pydantic import BaseModel, ValidationError
+
+from todo_mcp import __version__
+from todo_mcp.config import Settings
+from todo_mcp.errors import TodoError
+from todo_mcp.identity import Principal, require
+from todo_mcp.storage.engine import Database
+from todo_mcp.tools.errors import explain, invalid_arguments
+from todo_mcp.tools.records import ToolCall, ToolRecord, offered
+from todo_mcp.tools.resources import add_plan_day_prompt, add_task_resource
+from todo_mcp.tools.schema import published_schema, result_schema
+
+log = logging.getLogger(__name__)
+
+INSTRUCTIONS = (
+    "Manage the user's own tasks. Act on task ids from list_tasks/get_task, never on guessed titles. "
+    "Priorities are low|medium|high|urgent. Due values are a date (2026-12-24) or a date-time with "
+    "an offset or [IANA zone]. Deleting is undoable with delete_task(undo=true)."
+)
+
+Identity = Callable[[], Principal]
+Invoke = Callable[[dict[str, Any]], Awaitable[CallToolResult]]
+
+
+class DeclaredTool(Tool):
+    """An SDK tool made from a `ToolRecord`; `fn` does all the work, nothing is validated twice."""
+
+    async def run(self, arguments: dict[str, Any], context: Any, convert_result: bool = False) -> Any:
+        """Call the record's handler with these arguments; see `_invoker`."""
+        return await self.fn(arguments)
+
+
+def _pre_parse(model: type[BaseModel], arguments: dict[str, Any]) -> dict[str, Any]:
+    """Lists and objects some clients send as JSON text (Claude Desktop does), decoded."""
+    parsed = dict(arguments)
+    for name, value in arguments.items():
+        field = model.model_fields.get(name)
+        if field is None or field.annotation is str or not isinstance(value, str):
+            continue
+        if value.lstrip().startswith(("[", "{")):
+            # Text that is not JSON is left as it is, for validation to refuse with a field message.
+            with contextlib.suppress(ValueError):
+                parsed[name] = json.loads(value)
+    return parsed
+
+
+def tool_result(model: BaseModel) -> CallToolResult:
+    """Structured content plus the same JSON, compact, as the text block."""
+    data = model.model_dump(mode="json")
+    return CallToolResult(
+        content=[TextContent(type="text", text=json.dumps(data, ensure_ascii=False, separators=(",", ":")))],
+        structured_content=data,
+    )
+
+
+def _invoker(record: ToolRecord[Any, Any], db: Database, settings: Settings, identity: Identity) -> Invoke:
+    async def invoke(arguments: dict[str, Any]) -> CallToolResult:
+        try:
+            owner = require(identity(), record.scope)
+            args = record.input.model_validate(_pre_parse(record.input, arguments))
+            output = await record.handler(ToolCall(db=db, owner=owner, settings=settings), args)
+        except ValidationError as error:
+            raise ToolError(invalid_arguments(record.name, record.input, error)) from None
+        except TodoError as error:
+            raise ToolError(explain(error)) from None
+        except Exception as error:
+            log.exception("tool %s failed", record.name)
+            raise UnexpectedToolError(
+                f"{record.name} failed because of an unexpected error on the server (it was logged)"
+            ) from error
+        return tool_result(output)
+
+    return invoke
+
+
+def declared_tool(record: ToolRecord[Any, Any], invoke: Invoke) -> DeclaredTool:
+    """The SDK tool for `record`, publishing the schemas of its models."""
+    return DeclaredTool(
+        fn=invoke,
+        name=record.name,
+        description=record.description,
+        parameters=published_schema(record.input),
+        fn_metadata=FuncMetadata(arg_model=ArgModelBase, output_schema=result_schema(record.output)),
+        is_async=True,
+        annotations=record.hints.annotations(),
+    )
+
+
+def build_server(db: Database, *, settings: Settings, identity: Identity) -> MCPServer[Any]:
+    """An MCP server acting for whoever `identity()` names (the token's subject, or the stdio user)."""
+    tools: list[Tool] = [
+        declared_tool(record, _invoker(record, db, settings, identity))
+        for record in offered(read_only=settings.read_only)
+    ]
+    mcp: MCPServer[Any] = MCPServer(
+        "todo-mcp",
+        title="Tasks",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        log_level=settings.log_level,
+        tools=tools,
+    )
+    add_task_resource(mcp, db, identity)
+    add_plan_day_prompt(mcp, db, settings, identity)
+    return mcp

@@ -1,0 +1,144 @@
+"""The app of `todo-mcp serve`: MCP transports, REST routes, metadata and health, behind the gate.
+
+- `/mcp`: Streamable HTTP, both protocol generations (the SDK's session manager).
+- `/sse` + `/messages/`: the legacy HTTP+SSE transport.
+- `/.well-known/oauth-protected-resource[/mcp]`: RFC 9728 metadata naming the authorization server.
+- `/healthz`, `/readyz`, `/api/tasks...` (REST on the same repository), `/docs` (OpenAPI).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from mcp.server import MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
+from starlette.middleware.cors import CORSMiddleware
+
+from todo_mcp import __version__
+from todo_mcp.auth.verifier import TokenVerifier
+from todo_mcp.config import APP_NAME, Settings
+from todo_mcp.errors import describe_db_error
+from todo_mcp.identity import local_identity
+from todo_mcp.storage.engine import Database
+from todo_mcp.tools.server import build_server
+from todo_mcp.web.gate import BearerGate, current_principal
+from todo_mcp.web.hosts import HostGuard, allowed_hosts, allowed_origins
+from todo_mcp.web.metadata import add_metadata_routes, metadata_url
+from todo_mcp.web.rest_errors import install_error_handlers
+from todo_mcp.web.routes import read_router, write_router
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT = 5.0
+CORS_ALLOW_HEADERS = (
+    "Authorization",
+    "Content-Type",
+    "Accept",
+    "Mcp-Protocol-Version",
+    "Mcp-Session-Id",
+    "Mcp-Method",
+    "Mcp-Name",
+    "Last-Event-ID",
+    "Idempotency-Key",
+    "If-Match",
+)
+CORS_EXPOSE_HEADERS = ("Mcp-Session-Id", "WWW-Authenticate", "Retry-After", "ETag", "Location")
+
+
+def _transports(mcp: MCPServer[object], *, stateless: bool) -> Starlette:
+    """Streamable HTTP and SSE, with the SDK's own Host check off: `HostGuard` is the only one."""
+    security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    streamable = mcp.streamable_http_app(stateless_http=stateless, transport_security=security)
+    sse = mcp.sse_app(transport_security=security)
+    return Starlette(routes=[*streamable.routes, *sse.routes])
+
+
+def _add_health_routes(app: FastAPI, database: Database) -> None:
+    @app.get("/healthz", tags=["health"], summary="The process is alive (no database call)")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        summary="The database answers SELECT 1",
+        responses={503: {"description": "The database is unreachable"}},
+    )
+    async def readyz() -> Response:
+        # Whatever the failure (refused, timed out, auth, dropped database), the answer is "not ready".
+        try:
+            with anyio.fail_after(READY_TIMEOUT):
+                await database.check_reachable()
+        except Exception as error:
+            reason = "timed out" if isinstance(error, TimeoutError) else describe_db_error(error)
+            log.warning("readiness check failed: %s", reason)
+            return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+
+def create_app(
+    settings: Settings, *, database: Database, verifier: TokenVerifier | None, stateless: bool = False
+) -> FastAPI:
+    """The whole HTTP application on an already-open database; `verifier` None means no-auth mode."""
+    mcp = build_server(database, settings=settings, identity=current_principal)
+    resource_metadata_url = metadata_url(settings) if verifier is not None else None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            async with mcp.session_manager.run():
+                yield
+        finally:
+            if verifier is not None:
+                await verifier.aclose()
+
+    app = FastAPI(
+        title=APP_NAME,
+        version=__version__,
+        summary="A person's tasks over MCP (/mcp, /sse) and REST (/api/tasks).",
+        description="REST routes share the MCP tools' repository, auth and errors. Send "
+        "`Authorization: Bearer <JWT>`; GET routes need the todo:read scope, the others todo:write.",
+        lifespan=lifespan,
+        separate_input_output_schemas=False,
+    )
+    app.state.database = database
+    app.state.settings = settings
+    install_error_handlers(app, resource_metadata_url)
+    _add_health_routes(app, database)
+    if verifier is not None:
+        add_metadata_routes(app, settings)
+    app.include_router(read_router)
+    if not settings.read_only:
+        app.include_router(write_router)
+    app.mount("/", _transports(mcp, stateless=stateless))
+    _add_middleware(app, settings, verifier, resource_metadata_url)
+    return app
+
+
+def _add_middleware(
+    app: FastAPI, settings: Settings, verifier: TokenVerifier | None, resource_metadata_url: str | None
+) -> None:
+    """Innermost first: the gate, CORS, then the host allowlist outermost."""
+    app.add_middleware(
+        BearerGate,
+        authenticate=verifier.verify if verifier is not None else None,
+        local=local_identity(settings.user_id) if verifier is None else None,
+        resource_metadata_url=resource_metadata_url,
+        calls_per_minute=settings.rate_limit_per_minute,
+    )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=CORS_ALLOW_HEADERS,
+            expose_headers=CORS_EXPOSE_HEADERS,
+            max_age=600,
+        )
+    app.add_middleware(HostGuard, hosts=allowed_hosts(settings), origins=allowed_origins(settings))

@@ -1,0 +1,60 @@
+"""The answers the bearer gate gives instead of a route: 401 and 403 with RFC 6750/9728 headers, 429.
+
+The WWW-Authenticate header names the resource metadata (RFC 9728), which names the
+authorization server, and the scopes to ask for; MCP and REST share these answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.responses import JSONResponse, Response
+
+from todo_mcp.errors import ScopeMissing
+from todo_mcp.identity import ALL_SCOPES
+
+SCOPE_HINT = " ".join(sorted(ALL_SCOPES))
+
+
+@dataclass(frozen=True)
+class Denial:
+    """An answer the gate gives instead of the route."""
+
+    status: int
+    error: str | None  # None when no credentials were sent (RFC 6750 §3.1: no error code then)
+    description: str
+    scope: str = SCOPE_HINT
+    retry_after: int | None = None
+
+
+def scope_denial(error: ScopeMissing, what: str) -> Denial:
+    """The 403 for a token without the scope that `what` ("This call", "This route") needs."""
+    return Denial(
+        403,
+        "insufficient_scope",
+        f"{what} needs the {error.needed} scope, which the token lacks; get a token granting {error.needed}",
+        scope=error.needed,
+    )
+
+
+def _quoted(text: str) -> str:
+    """A value safe inside a quoted WWW-Authenticate parameter."""
+    return "".join(ch for ch in text if ch.isprintable()).replace("\\", "/").replace('"', "'")
+
+
+def denial_response(denial: Denial, resource_metadata_url: str | None) -> Response:
+    """The HTTP response for `denial`, with WWW-Authenticate (401/403) or Retry-After (429)."""
+    headers: dict[str, str] = {}
+    if denial.status == 429:
+        headers["Retry-After"] = str(denial.retry_after or 1)
+        body = {"error": "rate_limited", "error_description": denial.description}
+    else:
+        parts: list[str] = []
+        if denial.error is not None:
+            parts += [f'error="{denial.error}"', f'error_description="{_quoted(denial.description)}"']
+        if resource_metadata_url is not None:
+            parts.append(f'resource_metadata="{resource_metadata_url}"')
+        parts.append(f'scope="{denial.scope}"')
+        headers["WWW-Authenticate"] = "Bearer " + ", ".join(parts)
+        body = {"error": denial.error or "unauthorized", "error_description": denial.description}
+    return JSONResponse(body, status_code=denial.status, headers=headers)

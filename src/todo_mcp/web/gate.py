@@ -1,0 +1,218 @@
+"""The bearer gate in front of every non-public route: identify, then scope, then rate limit.
+
+It verifies the token of each request (or uses the configured local user in no-auth mode),
+answers 401/403/429 itself with the headers OAuth clients read, and hands the request on with:
+
+- the Principal in a context variable, which the MCP SDK carries along with each message to the
+  handler of that message, so a tool always acts for the token of the request that carried it;
+- `scope["user"]` set to the SDK's AuthenticatedUser, so the SDK binds a stateful session (legacy
+  Streamable HTTP and SSE) to the user who opened it and refuses it to anyone else.
+
+JSON-RPC bodies posted to the MCP transports are read once (bounded) so that a tool call the
+token's scopes do not allow is refused with HTTP 403 before it reaches the server.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+
+from mcp.server.auth.middleware.auth_context import auth_context_var
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
+from starlette.datastructures import Headers
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from todo_mcp.auth.errors import AuthError
+from todo_mcp.errors import ScopeMissing
+from todo_mcp.identity import READ, WRITE, Principal, require
+from todo_mcp.web.challenge import Denial, denial_response, scope_denial
+from todo_mcp.web.jsonrpc import MAX_BODY_BYTES, needed_scopes, read_body, replay
+from todo_mcp.web.ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
+
+PRINCIPAL_SCOPE_KEY = "todo_mcp.principal"
+AUTH_FAILURES_PER_MINUTE = 10
+
+# Paths anyone may read: liveness, readiness, OAuth metadata and the API docs.
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+PUBLIC_PREFIXES = ("/.well-known/",)
+
+_principal: ContextVar[Principal | None] = ContextVar("todo_mcp_principal", default=None)
+
+Authenticate = Callable[[str], Awaitable[Principal]]
+
+
+class MissingIdentityError(RuntimeError):
+    """A tool ran without a verified identity: a wiring mistake, refused rather than guessed."""
+
+
+def current_principal() -> Principal:
+    """The identity of the request being handled (the `identity` callable of build_server)."""
+    principal = _principal.get()
+    if principal is None:
+        raise MissingIdentityError("no verified identity for this request")
+    return principal
+
+
+def is_public(path: str) -> bool:
+    """Whether `path` is served without a token."""
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
+def _bearer_token(scope: Scope) -> str | None:
+    header = Headers(scope=scope).get("authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip()
+
+
+def _client_address(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+class BearerGate:
+    """Authenticates every non-public request and applies scopes and rate limits.
+
+    `authenticate` (the token verifier; it raises AuthError for a token it refuses) is None in
+    no-auth mode, where every request acts for `local`.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        authenticate: Authenticate | None,
+        local: Principal | None,
+        resource_metadata_url: str | None,
+        calls_per_minute: int,
+        failures_per_minute: int = AUTH_FAILURES_PER_MINUTE,
+        max_body_bytes: int = MAX_BODY_BYTES,
+    ) -> None:
+        """Guard `app` with a token verifier, or act for `local` (exactly one of the two)."""
+        if (authenticate is None) == (local is None):
+            raise ValueError("give exactly one of authenticate (tokens) or local (no-auth mode)")
+        self.app = app
+        self.authenticate = authenticate
+        self.local = local
+        self.resource_metadata_url = resource_metadata_url
+        self.failures = RateLimiter(failures_per_minute)
+        self.calls = RateLimiter(calls_per_minute) if calls_per_minute > 0 else None
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Refuse the request with 401/403/413/429, or hand it on acting for its principal."""
+        if scope["type"] != "http" or is_public(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        outcome = await self._identify(scope)
+        if isinstance(outcome, Denial):
+            await self._deny(outcome, scope, receive, send)
+            return
+        principal, token = outcome
+        calls = 0
+        if scope["path"].startswith("/api/"):
+            calls = 1
+        elif scope["method"] == "POST":
+            body, extra = await read_body(receive, self.max_body_bytes)
+            if body is None:
+                await PlainTextResponse("Request body too large", status_code=413)(scope, receive, send)
+                return
+            needed, calls = needed_scopes(body)
+            denial = self._scope_denial(principal, needed)
+            if denial is not None:
+                await self._deny(denial, scope, receive, send)
+                return
+            receive = replay(body, extra, receive)
+        denial = self._rate_denial(principal, calls)
+        if denial is not None:
+            await self._deny(denial, scope, receive, send)
+            return
+        await self._forward(principal, token, scope, receive, send)
+
+    async def _identify(self, scope: Scope) -> tuple[Principal, str | None] | Denial:
+        if self.local is not None:
+            return self.local, None
+        assert self.authenticate is not None
+        token = _bearer_token(scope)
+        # "Bearer" with an empty token is a failed attempt (invalid_token), not a request without credentials.
+        if token is None:
+            return Denial(
+                401,
+                None,
+                "This endpoint needs a bearer token: send 'Authorization: Bearer <access token>'. "
+                "The resource_metadata URL in WWW-Authenticate names the authorization server.",
+            )
+        address = _client_address(scope)
+        wait = self.failures.retry_after(address)
+        if wait is not None:
+            return Denial(
+                429,
+                None,
+                f"Too many failed authentications from this address; retry in {wait} s",
+                retry_after=wait,
+            )
+        try:
+            principal = await self.authenticate(token)
+        except AuthError as error:
+            if error.status == 401:
+                self.failures.record(address)
+            return Denial(error.status, error.error, error.description)
+        return principal, token
+
+    def _scope_denial(self, principal: Principal, needed: set[str]) -> Denial | None:
+        for scope in (WRITE, READ):
+            if scope in needed:
+                try:
+                    require(principal, scope)
+                except ScopeMissing as error:
+                    return scope_denial(error, "This call")
+        return None
+
+    def _rate_denial(self, principal: Principal, calls: int) -> Denial | None:
+        if self.calls is None:
+            return None
+        for _ in range(calls):
+            wait = self.calls.take(principal.user_id)
+            if wait is not None:
+                description = (
+                    f"Too many calls for this user (the limit is {int(self.calls.capacity)} per minute); "
+                    f"retry in {wait} s"
+                )
+                return Denial(429, None, description, retry_after=wait)
+        return None
+
+    async def _forward(
+        self, principal: Principal, token: str | None, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        user = AuthenticatedUser(
+            AccessToken(
+                token=token or "",
+                client_id=principal.user_id,
+                scopes=sorted(principal.scopes),
+                subject=principal.user_id,
+            )
+        )
+        scope["user"] = user
+        scope[PRINCIPAL_SCOPE_KEY] = principal
+        principal_token = _principal.set(principal)
+        user_token = auth_context_var.set(user)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            auth_context_var.reset(user_token)
+            _principal.reset(principal_token)
+
+    async def _deny(self, denial: Denial, scope: Scope, receive: Receive, send: Send) -> None:
+        if denial.status != 401 or denial.error is not None:
+            log.info(
+                "refused %s %s: %s %s", scope["method"], scope["path"], denial.status, denial.description
+            )
+        await denial_response(denial, self.resource_metadata_url)(scope, receive, send)

@@ -1,0 +1,127 @@
+"""The REST edge's words for domain errors: one status code and one body shape for each.
+
+Every error body is an `ErrorBody`, as the OpenAPI document declares; a version conflict adds
+the task's current version, a refused scope is the gate's 403 challenge.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from todo_mcp import errors
+from todo_mcp.web.challenge import denial_response, scope_denial
+
+RETRY_AFTER_UNAVAILABLE = 5
+
+
+class FieldError(BaseModel):
+    """One refused input value."""
+
+    field: str = Field(description="Where the value was: body.title, query.limit, header.If-Match, ...")
+    problem: str = Field(description="What is wrong with it and what to send instead.")
+
+
+class ErrorBody(BaseModel):
+    """The body of every 4xx/5xx answer of the REST routes."""
+
+    detail: str = Field(description="What went wrong and what to do about it.")
+    errors: list[FieldError] | None = Field(default=None, description="One entry per refused value (422).")
+    current_version: int | None = Field(
+        default=None, description="The task's version now (409 on a version)."
+    )
+
+
+class ChallengeBody(BaseModel):
+    """The body of the gate's 401, 403 and 429 answers (RFC 6750 error codes)."""
+
+    error: str = Field(description="invalid_token, insufficient_scope, unauthorized or rate_limited.")
+    error_description: str = Field(description="What was refused and what to do about it.")
+
+
+GATE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ChallengeBody, "description": "No token, or a token that is invalid or expired"},
+    403: {"model": ChallengeBody, "description": "The token lacks the scope this route needs"},
+    429: {"model": ChallengeBody, "description": "Too many calls; see Retry-After"},
+}
+
+
+_ANSWERS: dict[type[errors.TodoError], tuple[int, str]] = {
+    errors.TaskNotFound: (404, "Task {task_id} was not found; GET /api/tasks lists your tasks."),
+    errors.VersionConflict: (
+        409,
+        "Task {task_id} changed since version {expected}: it is at version {current} now. Read it again "
+        '(GET /api/tasks/{task_id}) and send your change with If-Match: "{current}" (or expected_version '
+        "{current}) if it still applies.",
+    ),
+    errors.IdempotencyConflict: (
+        409,
+        "Idempotency key {key!r} already created task {task_id} with different content; send a new key to "
+        "create another task, or the original content to get task {task_id} back.",
+    ),
+    errors.InvalidCursor: (
+        422,
+        "cursor is not valid for this query: send the next_cursor of the previous page with the same "
+        "filters and sort, or leave cursor out to start from the first page",
+    ),
+    errors.DatabaseUnavailable: (
+        503,
+        "The task database cannot be reached right now ({reason}); nothing was changed. "
+        f"Retry in {RETRY_AFTER_UNAVAILABLE} seconds.",
+    ),
+}
+
+
+def status_and_body(error: errors.TodoError) -> tuple[int, ErrorBody]:
+    """The status code and body REST answers `error` with."""
+    if isinstance(error, errors.InvalidInput):
+        fields = [FieldError(field=problem.field, problem=problem.problem) for problem in error.problems]
+        return 422, ErrorBody(detail=str(error), errors=fields)
+    if isinstance(error, errors.NothingToChange):
+        return 422, ErrorBody(detail=f"nothing to change: send at least one of {', '.join(error.fields)}")
+    answer = _ANSWERS.get(type(error))
+    if answer is None:
+        return 400, ErrorBody(detail=str(error))
+    status, template = answer
+    current = error.current if isinstance(error, errors.VersionConflict) else None
+    return status, ErrorBody(detail=template.format_map(vars(error)), current_version=current)
+
+
+def error_response(error: errors.TodoError) -> JSONResponse:
+    """The status code and body for `error`, with Retry-After on a 503."""
+    status, body = status_and_body(error)
+    headers = {"Retry-After": str(RETRY_AFTER_UNAVAILABLE)} if status == 503 else None
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for these error statuses, all with the `ErrorBody` schema."""
+    meanings = {
+        404: "No such task for this user (another user's task answers the same)",
+        409: "The task changed since the version given (If-Match or expected_version), or the "
+        "Idempotency-Key was used for other content",
+        422: "The input is not acceptable; detail and errors say what to send instead",
+        503: "The database cannot be reached; nothing was changed (see Retry-After)",
+    }
+    return {status: {"model": ErrorBody, "description": meanings[status]} for status in statuses}
+
+
+def install_error_handlers(app: FastAPI, resource_metadata_url: str | None) -> None:
+    """Route every domain error and every request validation error through this mapping."""
+
+    async def todo_error(request: Request, error: Exception) -> Response:
+        if isinstance(error, errors.ScopeMissing):
+            return denial_response(scope_denial(error, "This route"), resource_metadata_url)
+        assert isinstance(error, errors.TodoError)
+        return error_response(error)
+
+    async def validation_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, RequestValidationError)
+        return error_response(errors.InvalidInput.from_pydantic(error.errors()))
+
+    app.add_exception_handler(errors.TodoError, todo_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
