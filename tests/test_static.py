@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -36,3 +37,23 @@ def test_no_print_in_server_code() -> None:
         if line.lstrip().startswith("print(")
     ]
     assert not offenders, offenders
+
+
+MAX_FUNCTION_LINES = 60
+MAX_MODULE_LINES = 400
+
+
+def test_functions_and_modules_stay_small() -> None:
+    """No function in src/ longer than 60 lines, no module longer than 400 (ruff holds complexity)."""
+    too_long: list[str] = []
+    for path in sorted((ROOT / "src").rglob("*.py")):
+        text = path.read_text()
+        where = path.relative_to(ROOT)
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            too_long.append(f"{where}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    too_long.append(f"{where}:{node.lineno} {node.name}: {length} lines")
+    assert not too_long, too_long
