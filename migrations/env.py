@@ -1,4 +1,4 @@
-"""Alembic environment: the connection comes from todo-mcp (`todo-mcp migrate` or start-up)."""
+"""Alembic environment: the connection comes from todo-ledger (`todo-ledger migrate` or start-up)."""
 
 from __future__ import annotations
 
@@ -26,5 +26,5 @@ def run_migrations(connection: Connection) -> None:
 
 connection = config.attributes.get("connection")
 if connection is None:
-    raise SystemExit("Run migrations with `todo-mcp migrate`; it reads DATABASE_URL / DIRECT_URL.")
+    raise SystemExit("Run migrations with `todo-ledger migrate`; it reads DATABASE_URL / DIRECT_URL.")
 run_migrations(connection)

@@ -1,4 +1,4 @@
-"""Real `todo-mcp serve` processes on loopback ports, tokens for them, and clients of every transport."""
+"""Real `todo-ledger serve` processes on loopback ports, tokens for them, and clients of every transport."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from mcp.types import CallToolResult
 
 from tests.jwks_server import OAUTH_ISSUER, ORIGIN, SigningKey, access_token_claims, jwt_plugin_claims
 
-SCRIPT = Path(sys.executable).with_name("todo-mcp")
+SCRIPT = Path(sys.executable).with_name("todo-ledger")
 Transport = Literal["legacy", "modern", "sse"]
 TRANSPORTS: tuple[Transport, ...] = ("legacy", "modern", "sse")
 MODERN = "2026-07-28"
@@ -38,7 +38,7 @@ def free_port() -> int:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """The test's environment without any todo-mcp setting, plus `extra`."""
+    """The test's environment without any todo-ledger setting, plus `extra`."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -102,7 +102,7 @@ def _wait_until_alive(server: ServerProcess, timeout: float) -> None:
     with httpx2.Client(timeout=2) as http:
         while time.monotonic() < deadline:
             if server.proc.poll() is not None:
-                raise RuntimeError(f"todo-mcp serve exited with {server.proc.returncode}:\n{server.log()}")
+                raise RuntimeError(f"todo-ledger serve exited with {server.proc.returncode}:\n{server.log()}")
             try:
                 if http.get(f"{server.base}/healthz").status_code == 200:
                     return
@@ -110,14 +110,14 @@ def _wait_until_alive(server: ServerProcess, timeout: float) -> None:
                 pass
             time.sleep(0.05)  # polling interval of the bounded readiness loop
     server.stop()
-    raise RuntimeError(f"todo-mcp serve did not answer /healthz within {timeout} s:\n{server.log()}")
+    raise RuntimeError(f"todo-ledger serve did not answer /healthz within {timeout} s:\n{server.log()}")
 
 
 @contextmanager
 def running_server(
     *args: str, env: dict[str, str], cwd: Path, port: int | None = None, timeout: float = 30
 ) -> Iterator[ServerProcess]:
-    """`todo-mcp serve` on 127.0.0.1 (the installed console script), stopped afterwards."""
+    """`todo-ledger serve` on 127.0.0.1 (the installed console script), stopped afterwards."""
     port = port or free_port()
     log_path = cwd / f"serve-{port}.log"
     with log_path.open("wb") as log_file:

@@ -1,4 +1,4 @@
-"""The installed `todo-mcp` console script: stdio sessions, start-up errors, stdout hygiene."""
+"""The installed `todo-ledger` console script: stdio sessions, start-up errors, stdout hygiene."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from mcp import Client, StdioServerParameters
 
 from tests.conftest import _admin, _pg_url, run_sync
 
-SCRIPT = Path(sys.executable).with_name("todo-mcp")
+SCRIPT = Path(sys.executable).with_name("todo-ledger")
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -65,7 +65,7 @@ def test_a_bad_database_url_is_one_clear_line(tmp_path: Path, url: str, expected
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("todo-mcp: error: DATABASE_URL"), result.stderr
+    assert lines[0].startswith("todo-ledger: error: DATABASE_URL"), result.stderr
     assert expected in lines[0]
     assert "Traceback" not in result.stderr
 
@@ -75,7 +75,7 @@ def test_an_unreachable_database_is_one_clear_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("todo-mcp: error: cannot reach the database"), result.stderr
+    assert last.startswith("todo-ledger: error: cannot reach the database"), result.stderr
 
 
 def test_postgres_needs_migrate_first_then_serves(tmp_path: Path) -> None:
@@ -85,7 +85,7 @@ def test_postgres_needs_migrate_first_then_serves(tmp_path: Path) -> None:
         env = _env(DATABASE_URL=_pg_url(name))
         refused = _run(env=env, cwd=tmp_path)
         assert refused.returncode == 2
-        assert "todo-mcp migrate" in refused.stderr.strip().splitlines()[-1]
+        assert "todo-ledger migrate" in refused.stderr.strip().splitlines()[-1]
         migrated = _run("migrate", env=env, cwd=tmp_path)
         assert migrated.returncode == 0, migrated.stderr
         assert "schema revision" in migrated.stderr

@@ -81,3 +81,25 @@ def test_settings_errors_are_one_line() -> None:
 def test_comma_separated_lists() -> None:
     settings = load_settings(TODO_MCP_AUTH_ISSUER="https://a.example, https://a.example/api/auth")
     assert settings.auth_issuer == ["https://a.example", "https://a.example/api/auth"]
+
+
+def test_the_embedded_database_lives_in_the_todo_ledger_data_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    settings = load_settings()
+    assert settings.sqlite_default_path() == tmp_path / "todo-ledger" / "todo.sqlite3"
+
+
+def test_tasks_kept_under_the_former_name_are_still_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    former = tmp_path / "todo-mcp" / "todo.sqlite3"
+    former.parent.mkdir()
+    former.write_bytes(b"")
+    assert load_settings().sqlite_default_path() == former
+    current = tmp_path / "todo-ledger" / "todo.sqlite3"
+    current.parent.mkdir()
+    current.write_bytes(b"")
+    assert load_settings().sqlite_default_path() == current

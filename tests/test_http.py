@@ -1,4 +1,4 @@
-"""`todo-mcp serve` on PostgreSQL behind Better Auth tokens: every transport, route and refusal.
+"""`todo-ledger serve` on PostgreSQL behind Better Auth tokens: every transport, route and refusal.
 
 One real server process for the module (the installed console script), a real JWKS endpoint with
 Ed25519 and ES256 keys, and real clients: the SDK over Streamable HTTP (both protocol generations)
@@ -47,7 +47,7 @@ pytestmark = pytest.mark.anyio
 CORS_ORIGIN = "https://app.example.test"
 PER_USER_LIMIT = 40
 EXTRA_HOST = "todo.internal"
-APP_NAME = f"todo-mcp-http-{uuid.uuid4().hex[:8]}"
+APP_NAME = f"todo-ledger-http-{uuid.uuid4().hex[:8]}"
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,7 @@ async def test_protected_resource_metadata_names_the_auth_server_and_scopes(env:
         "authorization_servers": [OAUTH_ISSUER],
         "scopes_supported": ["todo:read", "todo:write"],
         "bearer_methods_supported": ["header"],
-        "resource_name": "todo-mcp",
+        "resource_name": "todo-ledger",
     }
 
 

@@ -1,6 +1,6 @@
 """Every forged token of the attack corpus against every protected entry point of a real server.
 
-One `todo-mcp serve` process on PostgreSQL trusts a real JWKS endpoint with the issuers, audiences
+One `todo-ledger serve` process on PostgreSQL trusts a real JWKS endpoint with the issuers, audiences
 and keys the corpus is built for, so each forged token differs from a valid one only by its flaw.
 Each token names a victim user as `sub` and tries to read or add tasks: every attempt must be a
 401 challenge and must leave no task behind. The victim's genuine token, sent the same way to the

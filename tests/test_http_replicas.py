@@ -1,4 +1,4 @@
-"""Horizontal scale: two `todo-mcp serve --stateless` replicas on two ports share one PostgreSQL database.
+"""Horizontal scale: two `todo-ledger serve --stateless` replicas on two ports share one PostgreSQL database.
 
 A round-robin HTTP transport plays the load balancer: consecutive requests of one client go to
 alternating replicas, so nothing may depend on which replica saw the previous request.

@@ -1,4 +1,4 @@
-"""`todo-mcp serve` start-up: refusals, the explicit no-auth mode on SQLite, and readiness."""
+"""`todo-ledger serve` start-up: refusals, the explicit no-auth mode on SQLite, and readiness."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ async def test_serve_without_auth_settings_refuses_to_start(
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
-    assert lines[0].startswith("todo-mcp: error: serve needs auth settings")
+    assert lines[0].startswith("todo-ledger: error: serve needs auth settings")
     assert missing in lines[0]
     assert "--no-auth" in lines[0]
     assert not (tmp_path / "data").exists(), "nothing may be created before the settings are checked"
@@ -87,7 +87,7 @@ async def test_no_auth_is_refused_off_loopback(tmp_path: Path, host: str) -> Non
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.strip().splitlines() == [
-        f"todo-mcp: error: --no-auth only serves a loopback host (127.0.0.1, ::1 or localhost), not {host}: "
+        f"todo-ledger: error: --no-auth only serves a loopback host (127.0.0.1, ::1 or localhost), not {host}: "
         "configure TODO_MCP_AUTH_JWKS_URL and TODO_MCP_PUBLIC_URL to serve the network"
     ]
 

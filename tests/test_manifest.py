@@ -10,7 +10,8 @@ from pathlib import Path
 import jsonschema
 
 ROOT = Path(__file__).resolve().parents[1]
-SCHEMA = ROOT.parent / "shared" / "schemas" / "server.schema.2025-12-11.json"
+# The MCP registry's schema, kept here so that the tests read nothing outside the repository.
+SCHEMA = ROOT / "tests" / "data" / "server.schema.2025-12-11.json"
 
 
 def _manifest() -> dict[str, object]:

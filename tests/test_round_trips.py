@@ -58,7 +58,7 @@ class Wire:
 @pytest.fixture
 async def wire(pg_url: str, owner: str, settings: Settings) -> AsyncIterator[Wire]:
     upstream = make_url(pg_url)
-    application_name = f"todo-mcp-rt-{uuid.uuid4().hex[:12]}"
+    application_name = f"todo-ledger-rt-{uuid.uuid4().hex[:12]}"
     async with WireProxy(upstream.port or 5432, upstream_host=upstream.host or "127.0.0.1") as proxy:
         proxied = upstream.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
         # Unencrypted to the proxy so that its turn log can name the protocol messages.

@@ -1,4 +1,4 @@
-"""`python -m todo_mcp`: the same command as `todo-mcp`."""
+"""`python -m todo_mcp`: the same command as `todo-ledger`."""
 
 from todo_mcp.cli import main
 

@@ -1,4 +1,4 @@
-"""The `todo-mcp` command: stdio by default, `serve` for HTTP, `migrate` for the schema."""
+"""The `todo-ledger` command: stdio by default, `serve` for HTTP, `migrate` for the schema."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ settings (environment variables or a .env file in the working directory):
   TODO_MCP_LOG_LEVEL           DEBUG, INFO, WARNING or ERROR (logs go to stderr)
   TODO_MCP_DB_POOL_SIZE        PostgreSQL connections kept open (default 5)
   TODO_MCP_DB_CONNECT_TIMEOUT  seconds to wait for a new database connection (default 15)
-  HTTP and auth settings for `serve`: see `todo-mcp serve --help`.
+  HTTP and auth settings for `serve`: see `todo-ledger serve --help`.
 """
 
 SERVE_HELP = """\
@@ -66,7 +66,7 @@ HTTP and auth settings (environment variables or .env):
                                replica (default 120; 0 = no limit)
   FORWARDED_ALLOW_IPS          proxies whose X-Forwarded-For/-Proto are trusted (default 127.0.0.1)
 Repeated failed authentications from one client address get 429 with Retry-After.
-Database settings: see `todo-mcp --help`.
+Database settings: see `todo-ledger --help`.
 """
 
 
@@ -80,7 +80,7 @@ def _configure_logging(level: str) -> None:
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    sys.stderr.write(f"todo-mcp: error: {message}\n")
+    sys.stderr.write(f"todo-ledger: error: {message}\n")
     raise SystemExit(code)
 
 
@@ -167,7 +167,7 @@ def _verifier(args: argparse.Namespace, settings: Settings) -> TokenVerifier | N
     ]
     if missing:
         _fail(
-            f"serve needs auth settings: set {' and '.join(missing)} (see todo-mcp serve --help), "
+            f"serve needs auth settings: set {' and '.join(missing)} (see todo-ledger serve --help), "
             "or pass --no-auth to act for TODO_MCP_USER_ID on a loopback host",
             2,
         )
@@ -221,13 +221,13 @@ async def _serve_http(args: argparse.Namespace, settings: Settings, verifier: To
 def build_parser() -> argparse.ArgumentParser:
     """The command line: stdio (the default), `serve` and `migrate`."""
     parser = argparse.ArgumentParser(
-        prog="todo-mcp",
+        prog="todo-ledger",
         description="An MCP server for a person's tasks. With no command it serves MCP over stdio "
         "(what Claude Desktop runs).",
         epilog=SETTINGS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"todo-mcp {__version__}")
+    parser.add_argument("--version", action="version", version=f"todo-ledger {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser(
         "stdio",

@@ -14,7 +14,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from todo_mcp.due import zone_info
 from todo_mcp.errors import ConfigError, InvalidInput
 
-APP_NAME = "todo-mcp"
+APP_NAME = "todo-ledger"
+# The name this project was published under before; its data directory is still read.
+FORMER_APP_NAME = "todo-mcp"
 DEFAULT_USER_ID = "local"
 
 CommaList = Annotated[list[str], NoDecode]
@@ -58,7 +60,7 @@ def local_zone_name() -> str:
 
 
 class Settings(BaseSettings):
-    """Every setting of todo-mcp. `.env.example` lists them with a comment each."""
+    """Every setting of todo-ledger. `.env.example` lists them with a comment each."""
 
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
@@ -115,9 +117,16 @@ class Settings(BaseSettings):
         return value
 
     def sqlite_default_path(self) -> Path:
-        """Where the embedded database lives when DATABASE_URL is not set."""
-        base = self.data_dir or platformdirs.user_data_path(APP_NAME, appauthor=False)
-        return base / "todo.sqlite3"
+        """Where the embedded database lives when DATABASE_URL is not set.
+
+        A file left in the data directory of the project's former name is used where it is, so an
+        upgrade keeps a person's tasks.
+        """
+        if self.data_dir is not None:
+            return self.data_dir / "todo.sqlite3"
+        path = platformdirs.user_data_path(APP_NAME, appauthor=False) / "todo.sqlite3"
+        former = platformdirs.user_data_path(FORMER_APP_NAME, appauthor=False) / "todo.sqlite3"
+        return former if former.exists() and not path.exists() else path
 
 
 def load_settings(**overrides: Any) -> Settings:

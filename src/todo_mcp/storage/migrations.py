@@ -82,5 +82,5 @@ async def prepare(target: DatabaseTarget, migration_target: DatabaseTarget, *, a
     if current != head:
         raise ConfigError(
             f"the database schema is at revision {current or 'none'}, this server needs {head}: "
-            "run `todo-mcp migrate` (or set TODO_MCP_AUTO_MIGRATE=true)"
+            "run `todo-ledger migrate` (or set TODO_MCP_AUTO_MIGRATE=true)"
         )

@@ -1,4 +1,4 @@
-"""Every query of todo-mcp. Each function takes the owner id and touches only that owner's rows.
+"""Every query of todo-ledger. Each function takes the owner id and touches only that owner's rows.
 
 On PostgreSQL every function issues exactly one statement (writes use RETURNING, conditional
 writes use a data-modifying CTE), and each statement's text is the same whatever the arguments,

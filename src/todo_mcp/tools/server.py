@@ -113,7 +113,7 @@ def build_server(db: Database, *, settings: Settings, identity: Identity) -> MCP
         for record in offered(read_only=settings.read_only)
     ]
     mcp: MCPServer[Any] = MCPServer(
-        "todo-mcp",
+        "todo-ledger",
         title="Tasks",
         version=__version__,
         instructions=INSTRUCTIONS,

@@ -1,4 +1,4 @@
-"""The app of `todo-mcp serve`: MCP transports, REST routes, metadata and health, behind the gate.
+"""The app of `todo-ledger serve`: MCP transports, REST routes, metadata and health, behind the gate.
 
 - `/mcp`: Streamable HTTP, both protocol generations (the SDK's session manager).
 - `/sse` + `/messages/`: the legacy HTTP+SSE transport.
