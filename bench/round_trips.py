@@ -125,12 +125,12 @@ async def _operations(c: Client) -> dict[str, Operation]:
         "update_task (version conflict)": tool(
             "update_task", lambda i: {"task_id": ids[2], "title": "stale", "expected_version": 1}
         ),
-        "complete_task": tool("complete_task", lambda i: {"task_id": ids[3 + i % 3]}),
+        "complete_task": tool("complete_task", lambda i: {"task_ids": [ids[3 + i % 3]]}),
         "complete_task (3 ids)": tool("complete_task", lambda i: {"task_ids": ids[6:9]}),
-        "delete_task": tool("delete_task", lambda i: {"task_id": ids[9]}),
-        "delete_task (undo)": tool("delete_task", lambda i: {"task_id": ids[9], "undo": True}),
+        "delete_task": tool("delete_task", lambda i: {"task_ids": [ids[9]]}),
+        "delete_task (undo)": tool("delete_task", lambda i: {"task_ids": [ids[9]], "restore": True}),
         "delete_task (3 ids)": tool("delete_task", lambda i: {"task_ids": ids[9:12]}),
-        "delete_task (undo, 3 ids)": tool("delete_task", lambda i: {"task_ids": ids[9:12], "undo": True}),
+        "delete_task (undo, 3 ids)": tool("delete_task", lambda i: {"task_ids": ids[9:12], "restore": True}),
         "resource task://{id}": lambda i: c.read_resource(f"task://{ids[i % len(ids)]}"),
         "prompt plan_day": lambda i: c.get_prompt("plan_day", {"tz": "Asia/Tokyo" if i % 2 else "UTC"}),
     }

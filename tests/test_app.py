@@ -49,7 +49,7 @@ async def test_rest_and_mcp_share_the_open_database(http: httpx2.AsyncClient) ->
         agent = Agent(client)
         (listed,) = (await agent.page(tag="in-process"))["tasks"]
         assert listed == created.json()
-        done = (await agent.call("complete_task", task_id=listed["id"]))["results"][0]["task"]
+        done = (await agent.call("complete_task", task_ids=[listed["id"]]))["results"][0]["task"]
     read = await http.get(f"/api/tasks/{listed['id']}")
     assert read.json() == done
     assert read.headers["etag"] == '"2"'

@@ -122,7 +122,7 @@ async def test_a_stdio_session_through_the_installed_script(
         listed = await client.call_tool("list_tasks", {})
         assert listed.structured_content is not None
         assert [t["id"] for t in listed.structured_content["tasks"]] == [task_id]
-        done = await client.call_tool("complete_task", {"task_id": task_id})
+        done = await client.call_tool("complete_task", {"task_ids": [task_id]})
         assert done.structured_content is not None
         assert done.structured_content["results"][0]["task"]["status"] == "completed"
 

@@ -340,7 +340,7 @@ async def test_a_read_only_token_reads_but_never_writes(env: Env) -> None:
             await client.call_tool("add_task", {"title": "sneaky"})
     async with mcp_client(env.server, "legacy", token=read_only) as client:
         with pytest.raises(MCPError):
-            await client.call_tool("complete_task", {"task_id": seeded["id"]})
+            await client.call_tool("complete_task", {"task_ids": [seeded["id"]]})
 
     async with httpx2.AsyncClient(base_url=env.server.base, headers=bearer(read_only)) as http:
         modern = await http.post(
@@ -352,7 +352,7 @@ async def test_a_read_only_token_reads_but_never_writes(env: Env) -> None:
             "/mcp",
             json=[
                 rpc("tools/list"),
-                rpc("tools/call", {"name": "delete_task", "arguments": {"task_id": 1}}, id=2),
+                rpc("tools/call", {"name": "delete_task", "arguments": {"task_ids": [1]}}, id=2),
             ],
             headers=MCP_POST_HEADERS,
         )

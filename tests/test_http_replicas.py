@@ -125,11 +125,13 @@ async def test_interleaved_calls_on_two_replicas_stay_consistent(replicas: Repli
                 "update_task", {"task_id": added["id"], "title": "Lost", "expected_version": 1}
             )
         )
-        completed = structured(await on_a.call_tool("complete_task", {"task_id": added["id"]}))
+        completed = structured(await on_a.call_tool("complete_task", {"task_ids": [added["id"]]}))
         over_rest = (await http.get(f"{replicas.b.base}/api/tasks/{added['id']}")).json()
         deleted = await http.delete(f"{replicas.a.base}/api/tasks/{added['id']}")
         after_delete = structured(await on_b.call_tool("list_tasks", {"status": "all"}))
-        restored = structured(await on_b.call_tool("delete_task", {"task_id": added["id"], "undo": True}))
+        restored = structured(
+            await on_b.call_tool("delete_task", {"task_ids": [added["id"]], "restore": True})
+        )
         final = structured(await on_a.call_tool("get_task", {"task_id": added["id"]}))
 
     assert retried["id"] == added["id"]

@@ -87,8 +87,8 @@ async def test_no_auth_is_refused_off_loopback(tmp_path: Path, host: str) -> Non
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.strip().splitlines() == [
-        f"todo-ledger: error: --no-auth only serves a loopback host (127.0.0.1, ::1 or localhost), not {host}: "
-        "configure TODO_MCP_AUTH_JWKS_URL and TODO_MCP_PUBLIC_URL to serve the network"
+        "todo-ledger: error: --no-auth only serves a loopback host (127.0.0.1, ::1 or localhost), "
+        f"not {host}: configure TODO_MCP_AUTH_JWKS_URL and TODO_MCP_PUBLIC_URL to serve the network"
     ]
 
 

@@ -71,7 +71,7 @@ async def test_the_same_key_with_other_content_is_a_clear_conflict(client: Clien
 async def test_a_retry_of_a_deleted_task_reports_it_and_makes_no_copy(client: Client) -> None:
     agent = Agent(client)
     first = await agent.call("add_task", client_request_id="req-3", **CONTENT)
-    await agent.call("delete_task", task_id=first["id"])
+    await agent.call("delete_task", task_ids=[first["id"]])
     retry = await agent.call("add_task", client_request_id="req-3", **CONTENT)
     assert retry["id"] == first["id"]
     assert "deleted_at" in retry

@@ -56,7 +56,7 @@ async def _catalogue(agent: Agent) -> dict[str, int]:
         },
     }
     ids = {name: (await agent.call("add_task", **fields))["id"] for name, fields in specs.items()}
-    await agent.call("complete_task", task_id=ids["meeting"])
+    await agent.call("complete_task", task_ids=[ids["meeting"]])
     return ids
 
 
@@ -204,7 +204,7 @@ async def _plant(agent: Agent, zone_name: str, tag: str) -> list[Planted]:
             due = f"{at.replace(tzinfo=None).isoformat()}[{zone_name}]"
         task = await agent.add(title, tags=[tag], **({"due": due} if due else {}))
         if not pending:
-            await agent.call("complete_task", task_id=task["id"])
+            await agent.call("complete_task", task_ids=[task["id"]])
         planted.append(Planted(id=task["id"], day=day, at=at, pending=pending))
     return planted
 

@@ -106,7 +106,7 @@ async def test_no_repeat_or_skip_while_tasks_are_added_completed_and_deleted(age
             unseen = [task_id for task_id in initial if task_id not in seen and task_id not in gone]
             if unseen:
                 victim = unseen[-1] if step % 2 == 0 else unseen[0]
-                await agent.call("complete_task" if step % 2 == 0 else "delete_task", task_id=victim)
+                await agent.call("complete_task" if step % 2 == 0 else "delete_task", task_ids=[victim])
                 gone.add(victim)
             step += 1
         assert step >= 2, sort

@@ -15,7 +15,7 @@ from todo_mcp.config import Settings
 from todo_mcp.identity import READ, WRITE, Principal
 from todo_mcp.storage.engine import Database
 from todo_mcp.tools import records
-from todo_mcp.tools.schema import published_schema, result_schema
+from todo_mcp.tools.schema import input_schema, result_schema
 from todo_mcp.tools.server import build_server
 from todo_mcp.web.jsonrpc import needed_scopes
 
@@ -49,7 +49,7 @@ async def test_every_record_is_registered_as_declared(client: Client) -> None:
     for record in records.TOOLS:
         tool = listed[record.name]
         assert tool.description == record.description
-        assert tool.input_schema == published_schema(record.input)
+        assert tool.input_schema == input_schema(record.input)
         assert tool.output_schema == result_schema(record.output)
         assert tool.input_schema["additionalProperties"] is False
         assert tool.annotations == record.hints.annotations()

@@ -330,8 +330,8 @@ async def _cases(c: Client) -> list[Case]:
         ),
         Case(
             "complete_task",
-            tool("complete_task", task_id=ids[3]),
-            tool("complete_task", task_id=ids[4]),
+            tool("complete_task", task_ids=[ids[3]]),
+            tool("complete_task", task_ids=[ids[4]]),
             lambda r: _data(r)["results"][0]["task"]["status"] == "completed",
         ),
         Case(
@@ -342,8 +342,8 @@ async def _cases(c: Client) -> list[Case]:
         ),
         Case(
             "delete_task",
-            tool("delete_task", task_id=ids[3]),
-            tool("delete_task", task_id=ids[4]),
+            tool("delete_task", task_ids=[ids[3]]),
+            tool("delete_task", task_ids=[ids[4]]),
             lambda r: _data(r)["results"][0]["ok"] is True,
         ),
         Case(
@@ -354,8 +354,8 @@ async def _cases(c: Client) -> list[Case]:
         ),
         Case(
             "delete_task undo",
-            tool("delete_task", task_id=ids[3], undo=True),
-            tool("delete_task", task_ids=[ids[4], ids[5]], undo=True),
+            tool("delete_task", task_ids=[ids[3]], restore=True),
+            tool("delete_task", task_ids=[ids[4], ids[5]], restore=True),
             lambda r: [item["ok"] for item in _data(r)["results"]] == [True, True],
         ),
         Case(

@@ -206,21 +206,23 @@ async def test_empty_values_clear_description_due_and_tags(client: Client) -> No
     assert await agent.ids(due="none") == [task["id"]]
 
 
-async def test_update_with_nothing_to_change_is_refused(client: Client) -> None:
+async def test_update_with_nothing_to_change_returns_the_task_as_it_is(client: Client) -> None:
     agent = Agent(client)
-    task = await agent.add("Same")
-    text = await agent.fail("update_task", task_id=task["id"])
-    assert "nothing to change" in text
-    assert "title, description, priority, due, tags or status" in text
-    text = await agent.fail("update_task", task_id=task["id"], expected_version=1)
-    assert "nothing to change" in text
+    task = await agent.add("Same", description="kept")
+    assert await agent.update(task["id"]) == task
+    nulls = dict.fromkeys(("title", "description", "priority", "due", "tags", "status", "expected_version"))
+    assert await agent.update(task["id"], **nulls) == task
+    assert await agent.update(task["id"], expected_version=1) == task
+    text = await agent.fail("update_task", task_id=task["id"], expected_version=2)
+    assert "expected_version 2, current version 1" in text
+    assert "was not found" in await agent.fail("update_task", task_id=987654321)
     assert (await agent.get(task["id"]))["version"] == 1
 
 
 async def test_reopening_a_completed_task_clears_completed_at(client: Client) -> None:
     agent = Agent(client)
     task = await agent.add("Reopen")
-    (done,) = (await agent.call("complete_task", task_id=task["id"]))["results"]
+    (done,) = (await agent.call("complete_task", task_ids=[task["id"]]))["results"]
     assert done["ok"] is True
     assert done["task"]["status"] == "completed"
     assert done["task"]["version"] == 2
@@ -246,11 +248,11 @@ async def test_version_increments_on_every_write(client: Client) -> None:
     versions = [task["version"]]
     versions.append((await agent.update(task_id, title="Versions 2"))["version"])
     versions.append((await agent.update(task_id, title="Versions 2"))["version"])
-    versions.append((await agent.call("complete_task", task_id=task_id))["results"][0]["task"]["version"])
+    versions.append((await agent.call("complete_task", task_ids=[task_id]))["results"][0]["task"]["version"])
     versions.append((await agent.update(task_id, status="pending"))["version"])
-    versions.append((await agent.call("delete_task", task_id=task_id))["results"][0]["task"]["version"])
+    versions.append((await agent.call("delete_task", task_ids=[task_id]))["results"][0]["task"]["version"])
     versions.append(
-        (await agent.call("delete_task", task_id=task_id, undo=True))["results"][0]["task"]["version"]
+        (await agent.call("delete_task", task_ids=[task_id], restore=True))["results"][0]["task"]["version"]
     )
     assert versions == [1, 2, 3, 4, 5, 6, 7]
     assert (await agent.get(task_id))["version"] == 7
@@ -300,7 +302,7 @@ async def test_bulk_complete_reports_a_result_per_id(client: Client, database: D
     async with Client(other_server, mode=client.mode) as other_client:
         theirs = await Agent(other_client).add("Theirs")
     missing = 987654321
-    await agent.call("complete_task", task_id=mine[2]["id"])
+    await agent.call("complete_task", task_ids=[mine[2]["id"]])
 
     ids = [mine[0]["id"], theirs["id"], missing, mine[1]["id"], mine[2]["id"]]
     results = (await agent.call("complete_task", task_ids=ids))["results"]
@@ -330,16 +332,16 @@ async def test_bulk_complete_reports_a_result_per_id(client: Client, database: D
 async def test_completing_twice_keeps_the_version(client: Client) -> None:
     agent = Agent(client)
     task = await agent.add("Twice")
-    first = (await agent.call("complete_task", task_id=task["id"]))["results"][0]["task"]
-    second = (await agent.call("complete_task", task_id=task["id"]))["results"][0]["task"]
+    first = (await agent.call("complete_task", task_ids=[task["id"]]))["results"][0]["task"]
+    second = (await agent.call("complete_task", task_ids=[task["id"]]))["results"][0]["task"]
     assert first == second
     assert second["version"] == 2
 
 
 async def test_single_id_failures_are_tool_errors(client: Client) -> None:
     agent = Agent(client)
-    for tool, extra in (("complete_task", {}), ("delete_task", {}), ("delete_task", {"undo": True})):
-        text = await agent.fail(tool, task_id=55555555, **extra)
+    for tool, extra in (("complete_task", {}), ("delete_task", {}), ("delete_task", {"restore": True})):
+        text = await agent.fail(tool, task_ids=[55555555, 55555555], **extra)
         assert "Task 55555555 was not found" in text
 
 
@@ -350,24 +352,23 @@ async def test_ids_beyond_64_bits_are_simply_not_found(client: Client) -> None:
         not_found = f"Task {huge} was not found. Use list_tasks to find the id of an existing task."
         assert (await agent.fail("get_task", task_id=huge)).endswith(not_found)
         assert (await agent.fail("update_task", task_id=huge, title="x")).endswith(not_found)
-        assert (await agent.fail("complete_task", task_id=huge)).endswith(not_found)
-        assert (await agent.fail("delete_task", task_id=huge)).endswith(not_found)
-        assert "not found" in await agent.fail("delete_task", task_id=huge, undo=True)
+        assert (await agent.fail("complete_task", task_ids=[huge])).endswith(not_found)
+        assert (await agent.fail("delete_task", task_ids=[huge])).endswith(not_found)
+        assert "not found" in await agent.fail("delete_task", task_ids=[huge], restore=True)
         assert "no task at" in await agent.read_error(f"task://{huge}")
         results = (await agent.call("complete_task", task_ids=[task["id"], huge]))["results"]
         assert [(item["id"], item["ok"]) for item in results] == [(task["id"], True), (huge, False)]
         assert results[1]["error"] == not_found
 
 
-async def test_exactly_one_of_task_id_or_task_ids(client: Client) -> None:
+async def test_bulk_tools_take_a_list_of_one_to_a_hundred_ids(client: Client) -> None:
     agent = Agent(client)
     task = await agent.add("One")
     for tool in ("complete_task", "delete_task"):
-        for arguments in ({}, {"task_id": task["id"], "task_ids": [task["id"]]}):
-            text = await agent.fail(tool, **arguments)
-            assert "exactly one of task_id" in text
-            assert "task_ids" in text
+        assert "task_ids: is required" in await agent.fail(tool)
+        assert "task_ids: is required" in await agent.fail(tool, task_ids=None)
         assert "at least 1 item" in await agent.fail(tool, task_ids=[])
+        assert "task_id: is not an argument" in await agent.fail(tool, task_id=task["id"])
     assert (await agent.get(task["id"]))["version"] == 1
 
 
@@ -378,22 +379,22 @@ async def test_soft_delete_hides_the_task_everywhere_and_undo_restores_it(client
         "Delete me", description="important notes", priority="urgent", due="2026-12-24T10:00Z", tags=["x"]
     )
     task_id = task["id"]
-    (deleted,) = (await agent.call("delete_task", task_id=task_id))["results"]
+    (deleted,) = (await agent.call("delete_task", task_ids=[task_id]))["results"]
     assert deleted["ok"] is True
     assert "deleted_at" in deleted["task"]
 
     not_found = f"Task {task_id} was not found. Use list_tasks to find the id of an existing task."
     assert (await agent.fail("get_task", task_id=task_id)).endswith(not_found)
     assert (await agent.fail("update_task", task_id=task_id, title="x")).endswith(not_found)
-    assert (await agent.fail("complete_task", task_id=task_id)).endswith(not_found)
-    assert (await agent.fail("delete_task", task_id=task_id)).endswith(not_found)
+    assert (await agent.fail("complete_task", task_ids=[task_id])).endswith(not_found)
+    assert (await agent.fail("delete_task", task_ids=[task_id])).endswith(not_found)
     assert await agent.ids(status="all") == [keep["id"]]
     assert await agent.ids(search="important") == []
     assert await agent.ids(tag="x") == []
     assert await agent.ids(due="overdue") == []
     assert "no task at" in await agent.read_error(f"task://{task_id}")
 
-    (restored,) = (await agent.call("delete_task", task_id=task_id, undo=True))["results"]
+    (restored,) = (await agent.call("delete_task", task_ids=[task_id], restore=True))["results"]
     assert restored["ok"] is True
     back = restored["task"]
     assert "deleted_at" not in back
@@ -405,7 +406,7 @@ async def test_soft_delete_hides_the_task_everywhere_and_undo_restores_it(client
     assert await agent.ids(status="all") == [task_id, keep["id"]]
 
     # Undo of a task that is not deleted reports it unchanged.
-    (again,) = (await agent.call("delete_task", task_id=task_id, undo=True))["results"]
+    (again,) = (await agent.call("delete_task", task_ids=[task_id], restore=True))["results"]
     assert again["task"] == back
 
 
@@ -420,7 +421,7 @@ async def test_bulk_delete_and_undo(client: Client) -> None:
         (chosen[2], False),
     ]
     assert await agent.ids() == [tasks[3]["id"], tasks[1]["id"]]
-    restored = (await agent.call("delete_task", task_ids=chosen[:2], undo=True))["results"]
+    restored = (await agent.call("delete_task", task_ids=chosen[:2], restore=True))["results"]
     assert [item["ok"] for item in restored] == [True, True]
     assert await agent.ids() == [task["id"] for task in reversed(tasks)]
 
@@ -564,7 +565,7 @@ async def test_plan_day_prompt_lists_overdue_and_todays_tasks_by_id(client: Clie
     due_today = await agent.add("Today call", due=today.isoformat(), tags=["phone"])
     later = await agent.add("Later", due="2099-01-01")
     done = await agent.add("Done already", due="2020-01-02")
-    await agent.call("complete_task", task_id=done["id"])
+    await agent.call("complete_task", task_ids=[done["id"]])
 
     prompts = {prompt.name: prompt for prompt in (await client.list_prompts()).prompts}
     assert "plan_day" in prompts

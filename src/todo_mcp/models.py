@@ -119,9 +119,21 @@ Search = Annotated[
 
 
 class Input(BaseModel):
-    """Base of every input model: unknown fields are refused, not silently dropped."""
+    """Base of every input model: unknown fields are refused, and null means "not given".
+
+    Agents in strict mode (OpenAI's, and the frameworks that follow it) send every property and
+    fill the ones they do not use with null; the published schemas say that null is allowed.
+    """
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_not_given(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        fields = cls.model_fields
+        return {name: value for name, value in data.items() if value is not None or name not in fields}
 
 
 class TaskCreate(Input):
@@ -172,27 +184,15 @@ class TaskUpdate(TaskPatch, TaskRef):
 
 
 class TaskSelection(Input):
-    """One task or several, by id (complete_task)."""
+    """Tasks, by id (complete_task)."""
 
-    task_id: TaskId | None = None
-    task_ids: TaskIds | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> TaskSelection:
-        if (self.task_id is None) == (self.task_ids is None):
-            raise ValueError("send exactly one of task_id (one task) or task_ids (a list of up to 100 ids)")
-        return self
-
-    @property
-    def ids(self) -> list[int]:
-        """The ids named, in the order given."""
-        return [self.task_id] if self.task_id is not None else list(self.task_ids or [])
+    task_ids: Annotated[TaskIds, Field(description="One id or up to 100.")]
 
 
 class DeleteSelection(TaskSelection):
     """Tasks to delete, or to restore (delete_task)."""
 
-    undo: Annotated[bool, Field(description="Restore deleted tasks instead.")] = False
+    restore: Annotated[bool, Field(description="true restores deleted tasks instead.")] = False
 
 
 class TaskQuery(Input):

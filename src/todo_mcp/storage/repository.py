@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from todo_mcp.due import parse_due, zone_info
-from todo_mcp.errors import IdempotencyConflict, NothingToChange, TaskNotFound, VersionConflict
+from todo_mcp.errors import IdempotencyConflict, TaskNotFound, VersionConflict
 from todo_mcp.models import LIST_DESCRIPTION_MAX, PATCHABLE, Task, TaskCreate, TaskPage, TaskPatch, TaskQuery
 from todo_mcp.storage.cursor import encode_cursor
 from todo_mcp.storage.dialect import dialect_of
@@ -153,12 +153,19 @@ def _patch_params(patch: TaskPatch, now: datetime) -> dict[str, Any]:
 
 
 async def update_task(conn: AsyncConnection, *, owner: str, task_id: int, patch: TaskPatch) -> Task:
-    """Change only the named fields. With expected_version, refuse to overwrite a newer version."""
+    """Change only the named fields. With expected_version, refuse to overwrite a newer version.
+
+    A patch that names no field changes nothing: it returns the task as it is (still checked
+    against expected_version).
+    """
+    expected = patch.expected_version
     if not patch.changes():
-        raise NothingToChange(PATCHABLE)
+        task = await get_task(conn, owner=owner, task_id=task_id)
+        if expected is not None and expected != task.version:
+            raise VersionConflict(task_id, expected=expected, current=task.version)
+        return task
     if task_id > ID_MAX:
         raise TaskNotFound(task_id)
-    expected = patch.expected_version
     # Beyond the column's range it can never match, and neither can 0.
     checked = 0 if expected is not None and expected > VERSION_MAX else expected
     expected_param = sa.bindparam("expected", checked, type_=sa.Integer())

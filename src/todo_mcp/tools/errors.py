@@ -40,9 +40,6 @@ def explain(error: errors.TodoError) -> str:
     """What a model should read about `error`: what was wrong and what to do next."""
     if isinstance(error, errors.InvalidInput):
         return "; ".join(problem.text() for problem in error.problems)
-    if isinstance(error, errors.NothingToChange):
-        fields = ", ".join(error.fields[:-1]) + f" or {error.fields[-1]}"
-        return f"nothing to change: send at least one of {fields} together with task_id"
     template = _WORDS.get(type(error))
     return template.format_map(vars(error)) if template is not None else str(error)
 

@@ -86,16 +86,16 @@ class ToolRecord(Generic[In, Out]):
 
 
 def per_id(selection: TaskSelection, found: dict[int, Task]) -> BulkResult:
-    """A result per id (duplicates once); for a single task_id a failure is an error, not a row."""
-    results: list[ItemResult] = []
-    for task_id in dict.fromkeys(selection.ids):
-        task = found.get(task_id)
-        if task is not None:
-            results.append(ItemResult(id=task_id, ok=True, task=task))
-        elif selection.task_id is not None:
-            raise TaskNotFound(task_id)
-        else:
-            results.append(ItemResult(id=task_id, ok=False, error=explain(TaskNotFound(task_id))))
+    """A result per id (duplicates once); when a single id fails, the call fails, not just a row."""
+    ids = list(dict.fromkeys(selection.task_ids))
+    if len(ids) == 1 and ids[0] not in found:
+        raise TaskNotFound(ids[0])
+    results = [
+        ItemResult(id=task_id, ok=True, task=found[task_id])
+        if task_id in found
+        else ItemResult(id=task_id, ok=False, error=explain(TaskNotFound(task_id)))
+        for task_id in ids
+    ]
     return BulkResult(results=results)
 
 
@@ -150,21 +150,21 @@ async def get_task(call: ToolCall, args: TaskRef) -> Task:
 
 @tool(WRITE, Hints(read_only=False, destructive=True, idempotent=False))
 async def update_task(call: ToolCall, args: TaskUpdate) -> Task:
-    """Change only the fields given; the others keep their values."""
+    """Change the fields given; null or absent fields keep their values."""
     return await call.db.run(repository.update_task, owner=call.owner, task_id=args.task_id, patch=args)
 
 
 @tool(WRITE, Hints(read_only=False, destructive=False, idempotent=True))
 async def complete_task(call: ToolCall, args: TaskSelection) -> BulkResult:
-    """Mark one task (task_id) or several (task_ids) completed; a result per id."""
-    return per_id(args, await call.db.run(repository.complete_tasks, owner=call.owner, ids=args.ids))
+    """Mark tasks completed; a result per id."""
+    return per_id(args, await call.db.run(repository.complete_tasks, owner=call.owner, ids=args.task_ids))
 
 
 @tool(WRITE, Hints(read_only=False, destructive=True, idempotent=True))
 async def delete_task(call: ToolCall, args: DeleteSelection) -> BulkResult:
-    """Delete one task (task_id) or several (task_ids); undo=true restores them. A result per id."""
-    operation = repository.restore_tasks if args.undo else repository.delete_tasks
-    return per_id(args, await call.db.run(operation, owner=call.owner, ids=args.ids))
+    """Delete tasks (restore=true brings deleted ones back); a result per id."""
+    operation = repository.restore_tasks if args.restore else repository.delete_tasks
+    return per_id(args, await call.db.run(operation, owner=call.owner, ids=args.task_ids))
 
 
 _BY_NAME = {record.name: record for record in TOOLS}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import BaseModel
@@ -56,6 +57,37 @@ def published_schema(model: type[BaseModel]) -> dict[str, Any]:
     schema.pop("description", None)
     inlined: dict[str, Any] = _inline(schema, definitions)
     return inlined
+
+
+def input_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The inputSchema of a tool whose arguments are `model`, usable as is and in strict mode.
+
+    Every optional property also accepts null, which means "not given" (strict-mode agents send
+    every property). A default is said in words rather than as a `default` keyword, which
+    strict-mode converters reject or strip.
+    """
+    schema = published_schema(model)
+    required = set(schema.get("required", ()))
+    properties = schema.get("properties", {})
+    schema["properties"] = {
+        name: spec if name in required else _nullable(spec) for name, spec in properties.items()
+    }
+    return schema
+
+
+def _nullable(spec: dict[str, Any]) -> dict[str, Any]:
+    spec = dict(spec)
+    if "default" in spec:
+        default = spec.pop("default")
+        said = default if isinstance(default, str) else json.dumps(default)
+        spec["description"] = " ".join([*filter(None, [spec.get("description")]), f"Default {said}."])
+    if "enum" in spec:
+        spec["enum"] = [*spec["enum"], None]
+    if isinstance(spec.get("type"), str):
+        spec["type"] = [spec["type"], "null"]
+    elif "anyOf" in spec:
+        spec["anyOf"] = [*spec["anyOf"], {"type": "null"}]
+    return spec
 
 
 def result_schema(model: type[BaseModel]) -> dict[str, Any]:

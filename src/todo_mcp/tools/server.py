@@ -28,14 +28,14 @@ from todo_mcp.storage.engine import Database
 from todo_mcp.tools.errors import explain, invalid_arguments
 from todo_mcp.tools.records import ToolCall, ToolRecord, offered
 from todo_mcp.tools.resources import add_plan_day_prompt, add_task_resource
-from todo_mcp.tools.schema import published_schema, result_schema
+from todo_mcp.tools.schema import input_schema, result_schema
 
 log = logging.getLogger(__name__)
 
 INSTRUCTIONS = (
     "Manage the user's own tasks. Act on task ids from list_tasks/get_task, never on guessed titles. "
     "Priorities are low|medium|high|urgent. Due values are a date (2026-12-24) or a date-time with "
-    "an offset or [IANA zone]. Deleting is undoable with delete_task(undo=true)."
+    "an offset or [IANA zone]. Deleting is undoable with delete_task(restore=true)."
 )
 
 Identity = Callable[[], Principal]
@@ -99,7 +99,7 @@ def declared_tool(record: ToolRecord[Any, Any], invoke: Invoke) -> DeclaredTool:
         fn=invoke,
         name=record.name,
         description=record.description,
-        parameters=published_schema(record.input),
+        parameters=input_schema(record.input),
         fn_metadata=FuncMetadata(arg_model=ArgModelBase, output_schema=result_schema(record.output)),
         is_async=True,
         annotations=record.hints.annotations(),

@@ -15,9 +15,9 @@ from fastapi.security import HTTPBearer
 from pydantic import BaseModel
 
 from todo_mcp.config import Settings
-from todo_mcp.errors import InvalidInput, TaskNotFound
+from todo_mcp.errors import InvalidInput, NothingToChange, TaskNotFound
 from todo_mcp.identity import READ, WRITE, require
-from todo_mcp.models import Task, TaskCreate, TaskPage, TaskPatch, TaskQuery
+from todo_mcp.models import PATCHABLE, Task, TaskCreate, TaskPage, TaskPatch, TaskQuery
 from todo_mcp.storage import repository
 from todo_mcp.storage.engine import Database
 from todo_mcp.web.gate import PRINCIPAL_SCOPE_KEY
@@ -209,6 +209,8 @@ async def update_task(
     ] = None,
 ) -> Task:
     """Change only the fields sent; the others keep their values."""
+    if not patch.changes():
+        raise NothingToChange(PATCHABLE)
     patch = _with_header(patch, "expected_version", _version_from_if_match(if_match), "If-Match")
     task = await db.run(repository.update_task, owner=owner, task_id=task_id, patch=patch)
     response.headers.update(_etag(task))
