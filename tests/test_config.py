@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import ssl
 from pathlib import Path
 
@@ -103,3 +104,46 @@ def test_tasks_kept_under_the_former_name_are_still_found(
     current.parent.mkdir()
     current.write_bytes(b"")
     assert load_settings().sqlite_default_path() == current
+
+
+@pytest.mark.parametrize("option", ["statement_cache_size=0", "pgbouncer=true", "pgbouncer=1"])
+def test_a_pooler_option_turns_named_prepared_statements_off(option: str) -> None:
+    target = parse_database_url(f"postgresql://u:p@pooler.example.com:6432/app?{option}")
+    assert target.named_statements is False
+    assert target.connect_args["statement_cache_size"] == 0
+
+
+def test_without_a_pooler_option_statements_are_named_and_cached() -> None:
+    target = parse_database_url("postgresql://u:p@db.example.com/app?statement_cache_size=500")
+    assert target.named_statements is True
+    assert target.connect_args["statement_cache_size"] == 500
+    assert parse_database_url("postgresql://u:p@db.example.com/app").named_statements is True
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("statement_cache_size=off", "statement_cache_size must be a whole number (0 for a pooler"),
+        ("pgbouncer=yes", "pgbouncer must be true or false"),
+        ("prepared_statement_cache_size=0", "unsupported query parameter(s) prepared_statement_cache_size"),
+    ],
+)
+def test_bad_pooler_options_are_one_line(query: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_database_url(f"postgresql://u:p@db.example.com/app?{query}")
+
+
+def test_sslrootcert_system_verifies_against_the_system_store_with_the_host_name() -> None:
+    for query in (
+        "sslrootcert=system",
+        "sslrootcert=system&sslmode=require",
+        "sslrootcert=system&sslmode=verify-full",
+    ):
+        context = parse_database_url(f"postgresql://u:p@db.example.com/app?{query}").connect_args["ssl"]
+        assert isinstance(context, ssl.SSLContext)
+        assert context.verify_mode == ssl.CERT_REQUIRED
+        assert context.check_hostname
+        assert (
+            context.cert_store_stats()["x509_ca"]
+            == ssl.create_default_context().cert_store_stats()["x509_ca"]
+        )

@@ -13,6 +13,7 @@ import logging
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,14 +56,14 @@ class Wire:
     invalidations: list[BaseException | None]
 
 
-@pytest.fixture
-async def wire(pg_url: str, owner: str, settings: Settings) -> AsyncIterator[Wire]:
+@asynccontextmanager
+async def _wire(pg_url: str, owner: str, settings: Settings, options: str = "") -> AsyncIterator[Wire]:
     upstream = make_url(pg_url)
     application_name = f"todo-ledger-rt-{uuid.uuid4().hex[:12]}"
     async with WireProxy(upstream.port or 5432, upstream_host=upstream.host or "127.0.0.1") as proxy:
         proxied = upstream.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
         # Unencrypted to the proxy so that its turn log can name the protocol messages.
-        target = parse_database_url(f"{proxied}?sslmode=disable&application_name={application_name}")
+        target = parse_database_url(f"{proxied}?sslmode=disable&application_name={application_name}{options}")
         db = Database.open(target, pool_size=1, connect_backoff=FAST_BACKOFF)
         invalidations: list[BaseException | None] = []
 
@@ -77,6 +78,12 @@ async def wire(pg_url: str, owner: str, settings: Settings) -> AsyncIterator[Wir
                 yield Wire(proxy, db, client, application_name, invalidations)
         finally:
             await db.dispose()
+
+
+@pytest.fixture
+async def wire(pg_url: str, owner: str, settings: Settings) -> AsyncIterator[Wire]:
+    async with _wire(pg_url, owner, settings) as opened:
+        yield opened
 
 
 def _ok(result: Result) -> None:
@@ -395,6 +402,24 @@ async def test_every_tool_resource_and_prompt_costs_one_round_trip_when_warm(
     assert wire.proxy.connections_opened == 1, f"one pooled connection served everything:\n{report}"
     # The retried client_request_id returned the first task instead of inserting another.
     assert await _rows_titled(pg_url, owner, "Keyed") == 1
+
+
+async def test_without_named_statements_a_warm_call_is_still_one_round_trip(
+    pg_url: str, owner: str, settings: Settings
+) -> None:
+    """The pooler option (pgbouncer=true) sends Parse, Bind, Execute and Sync together: one turn."""
+    async with _wire(pg_url, owner, settings, "&pgbouncer=true") as wire:
+        cases = await _cases(wire.client)
+        table: list[tuple[str, Measurement]] = []
+        for case in cases:
+            await case.warm_up()
+            with wire.proxy.measure() as hot:
+                result = await case.measured()
+            assert case.check(result), f"{case.label}: unexpected result {result}"
+            table.append((case.label, hot))
+    report = "\n".join(f"{label:38} {hot}" for label, hot in table)
+    assert all(hot.count == 1 for _, hot in table), report
+    assert all(hot.turns[0].messages == ["P", "B", "E", "S"] for _, hot in table), report
 
 
 def _connection_set_up(turn: Turn) -> bool:

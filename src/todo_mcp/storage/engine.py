@@ -9,6 +9,7 @@ because its connection was already closed before the statement was sent is retri
 from __future__ import annotations
 
 import logging
+import ssl
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ def _transient(error: BaseException) -> bool:
 
     seen: BaseException | None = error
     while seen is not None:
+        if isinstance(seen, ssl.SSLError) or type(seen) is ConnectionError:
+            return False  # a certificate refused, or (asyncpg) a server that refused TLS: no wait cures it
         if isinstance(
             seen, OSError | TimeoutError | asyncpg.CannotConnectNowError | asyncpg.TooManyConnectionsError
         ):
@@ -69,9 +72,10 @@ def make_engine(target: DatabaseTarget, *, pool_size: int, autocommit: bool) -> 
         options["isolation_level"] = "AUTOCOMMIT"
     if target.dialect == "postgresql":
         options.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
-        # Neon's -pooler host is PgBouncer: asyncpg's numbered statement names could collide on a
-        # server connection that other clients used before; unique names cannot.
-        options["connect_args"].setdefault("prepared_statement_name_func", _statement_name)
+        if target.named_statements:
+            # Neon's -pooler host is PgBouncer: asyncpg's numbered statement names could collide on a
+            # server connection that other clients used before; unique names cannot.
+            options["connect_args"].setdefault("prepared_statement_name_func", _statement_name)
         engine = create_async_engine(target.url, **options)
         event.listen(engine.sync_engine, "checkout", _drop_closed)
         return engine

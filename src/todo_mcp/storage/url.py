@@ -31,6 +31,8 @@ class DatabaseTarget:
 
     url: URL
     connect_args: dict[str, Any] = field(default_factory=dict)
+    # False behind a transaction-mode pooler without prepared-statement support.
+    named_statements: bool = True
 
     @property
     def dialect(self) -> Literal["postgresql", "sqlite"]:
@@ -67,7 +69,8 @@ def parse_database_url(raw: str, *, connect_timeout: float = 15.0) -> DatabaseTa
         )
     url = _postgres_url(text)
     query = dict(parse_qsl(urlsplit(text).query, keep_blank_values=True))
-    return DatabaseTarget(url=url, connect_args=_connect_args(query, connect_timeout))
+    connect_args, named_statements = _connect_args(query, connect_timeout)
+    return DatabaseTarget(url=url, connect_args=connect_args, named_statements=named_statements)
 
 
 def _sqlite_url(text: str) -> DatabaseTarget:
@@ -102,45 +105,98 @@ def _postgres_url(text: str) -> URL:
     )
 
 
-def _connect_args(query: dict[str, str], connect_timeout: float) -> dict[str, Any]:
-    """The asyncpg connect arguments for the URL's query parameters."""
-    sslmode = query.pop("sslmode", "prefer")
-    query.pop("channel_binding", None)  # asyncpg cannot do SCRAM channel binding; TLS still applies.
-    sslrootcert = query.pop("sslrootcert", None)
-    application_name = query.pop("application_name", APP_NAME)
-    timeout = query.pop("connect_timeout", None)
-    if query:
+_SUPPORTED = (
+    "sslmode",
+    "sslrootcert",
+    "channel_binding",
+    "application_name",
+    "connect_timeout",
+    "statement_cache_size",
+    "pgbouncer",
+)
+
+
+def _connect_args(query: dict[str, str], connect_timeout: float) -> tuple[dict[str, Any], bool]:
+    """The asyncpg connect arguments for the URL's query parameters, and whether to name statements."""
+    unknown = sorted(set(query) - set(_SUPPORTED))
+    if unknown:
         raise ConfigError(
-            f"DATABASE_URL: unsupported query parameter(s) {', '.join(sorted(query))}; supported are "
-            "sslmode, channel_binding, sslrootcert, application_name and connect_timeout"
+            f"DATABASE_URL: unsupported query parameter(s) {', '.join(unknown)}; supported are "
+            f"{', '.join(_SUPPORTED)}"
         )
-    if sslmode not in _SSL_MODES:
-        raise ConfigError(
-            f"DATABASE_URL: unknown sslmode {sslmode!r}; use one of {', '.join(sorted(_SSL_MODES))}"
-        )
+    args: dict[str, Any] = {
+        "timeout": _seconds(query.get("connect_timeout"), connect_timeout),
+        # "UTF8" as the server spells it: PgBouncer then sees no difference to SET before each transaction.
+        "server_settings": {
+            "application_name": query.get("application_name", APP_NAME),
+            "client_encoding": "UTF8",
+        },
+        "ssl": _tls(query.get("sslmode"), query.get("sslrootcert")),
+    }
+    cache_size = _statement_cache_size(query)
+    if cache_size is not None:
+        args["statement_cache_size"] = cache_size
+    return args, cache_size != 0
+
+
+def _seconds(text: str | None, default: float) -> float:
     try:
-        timeout_seconds = float(timeout) if timeout else connect_timeout
+        return float(text) if text else default
     except ValueError:
         raise ConfigError(
-            f"DATABASE_URL: connect_timeout must be a number of seconds, not {timeout!r}"
+            f"DATABASE_URL: connect_timeout must be a number of seconds, not {text!r}"
         ) from None
-    return {
-        "timeout": timeout_seconds,
-        "server_settings": {"application_name": application_name},
-        "ssl": _tls(sslmode, sslrootcert),
-    }
 
 
-def _tls(sslmode: str, sslrootcert: str | None) -> ssl.SSLContext | str | bool:
-    """The asyncpg `ssl` argument: a verifying context, False, or its own "prefer"/"allow"."""
-    if sslmode in _SSL_VERIFY:
-        context = ssl.create_default_context(cafile=sslrootcert)
-        if sslmode == "verify-ca":
-            context.check_hostname = False
-        return context
-    if sslmode == "disable":
+def _statement_cache_size(query: dict[str, str]) -> int | None:
+    """The asyncpg statement cache size; 0 (or pgbouncer=true) turns named prepared statements off.
+
+    Transaction-mode poolers without prepared-statement support (PgBouncer before 1.21, or
+    with max_prepared_statements = 0; Supabase's pooler) need it off.
+    """
+    flag = query.get("pgbouncer", "false").lower()
+    if flag not in ("true", "false", "1", "0"):
+        raise ConfigError(f"DATABASE_URL: pgbouncer must be true or false, not {query['pgbouncer']!r}")
+    size = query.get("statement_cache_size")
+    if size is not None and not size.isdigit():
+        raise ConfigError(
+            f"DATABASE_URL: statement_cache_size must be a whole number (0 for a pooler without prepared "
+            f"statements), not {size!r}"
+        )
+    if flag in ("true", "1"):
+        return 0
+    return int(size) if size is not None else None
+
+
+def _tls(sslmode: str | None, rootcert: str | None) -> ssl.SSLContext | str | bool:
+    """The asyncpg `ssl` argument: a verifying context, False, or its own "prefer"/"allow".
+
+    `sslrootcert=system` (libpq 16's keyword) verifies against the system's trusted CAs, and
+    implies sslmode=verify-full.
+    """
+    mode = sslmode or ("verify-full" if rootcert == "system" else "prefer")
+    if mode not in _SSL_MODES:
+        raise ConfigError(
+            f"DATABASE_URL: unknown sslmode {mode!r}; use one of {', '.join(sorted(_SSL_MODES))}"
+        )
+    if rootcert == "system" and mode not in _SSL_VERIFY:
+        raise ConfigError(
+            f"DATABASE_URL: sslrootcert=system verifies the server's certificate, which sslmode={mode} "
+            "does not do; use sslmode=verify-full (or leave sslmode out)"
+        )
+    if mode == "disable":
         return False
-    return sslmode
+    if mode not in _SSL_VERIFY:
+        return mode
+    try:
+        context = ssl.create_default_context(cafile=None if rootcert in (None, "system") else rootcert)
+    except (OSError, ssl.SSLError) as error:
+        raise ConfigError(
+            f"DATABASE_URL: sslrootcert {rootcert!r} cannot be used ({error.strerror or error}); give the "
+            "path of a PEM file holding the server's CA certificate, or sslrootcert=system"
+        ) from None
+    context.check_hostname = mode != "verify-ca"
+    return context
 
 
 def resolve_database(settings: Settings, *, for_migrations: bool = False) -> DatabaseTarget:
