@@ -54,7 +54,8 @@ async def _agent_session(database: Database, settings: Settings, errors: list[st
             errors.append(f"{name}: {result.content}")
             return {}
         succeeded += 1
-        return result.structured_content
+        content: dict[str, Any] = result.structured_content
+        return content
 
     async with Client(build_server(database, settings=settings, identity=lambda: principal)) as client:
         for round_ in range(ROUNDS):
