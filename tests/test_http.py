@@ -69,6 +69,11 @@ class Env:
     def metadata_url(self) -> str:
         return f"{self.server.base}/.well-known/oauth-protected-resource/mcp"
 
+    def metadata_url_for(self, path: str) -> str:
+        """The metadata a challenge on `path` points at: each transport has its own resource."""
+        transport = "sse" if path.startswith(("/sse", "/messages")) else "mcp"
+        return f"{self.server.base}/.well-known/oauth-protected-resource/{transport}"
+
     def token(self, user: str) -> str:
         return jwt_token(self.keys.ed, user)
 
@@ -130,19 +135,21 @@ async def test_health_and_readiness_need_no_token(env: Env) -> None:
 
 
 @pytest.mark.parametrize(
-    "path",
+    ("path", "transport"),
     [
-        "/.well-known/oauth-protected-resource/mcp",
-        "/.well-known/oauth-protected-resource",
-        "/.well-known/oauth-protected-resource/sse",
+        ("/.well-known/oauth-protected-resource/mcp", "mcp"),
+        ("/.well-known/oauth-protected-resource", "mcp"),
+        ("/.well-known/oauth-protected-resource/sse", "sse"),
     ],
 )
-async def test_protected_resource_metadata_names_the_auth_server_and_scopes(env: Env, path: str) -> None:
+async def test_protected_resource_metadata_names_the_auth_server_and_scopes(
+    env: Env, path: str, transport: str
+) -> None:
     async with httpx2.AsyncClient(base_url=env.server.base) as http:
         response = await http.get(path)
     assert response.status_code == 200
     assert response.json() == {
-        "resource": env.resource,
+        "resource": f"{env.server.base}/{transport}",
         "authorization_servers": [OAUTH_ISSUER],
         "scopes_supported": ["todo:read", "todo:write"],
         "bearer_methods_supported": ["header"],
@@ -183,7 +190,7 @@ async def test_a_refused_token_is_a_401_naming_metadata_and_scopes(
     assert response.status_code == 401
     challenge = response.headers["www-authenticate"]
     assert challenge.startswith("Bearer ")
-    assert f'resource_metadata="{env.metadata_url}"' in challenge
+    assert f'resource_metadata="{env.metadata_url_for(path)}"' in challenge
     assert 'scope="todo:read todo:write"' in challenge
     body = response.json()
     assert body["error_description"]
@@ -317,12 +324,13 @@ async def test_an_sse_session_is_refused_to_another_user(env: Env) -> None:
 
 
 def _assert_insufficient_scope(response: httpx2.Response, env: Env, scope: str) -> None:
+    """A 403 whose scope hint is `scope`: what the token has plus what it lacks."""
     assert response.status_code == 403, response.text
     challenge = response.headers["www-authenticate"]
     assert challenge.startswith("Bearer ")
     assert 'error="insufficient_scope"' in challenge
     assert f'scope="{scope}"' in challenge
-    assert f'resource_metadata="{env.metadata_url}"' in challenge
+    assert f'resource_metadata="{env.metadata_url_for(response.request.url.path)}"' in challenge
     assert response.json()["error"] == "insufficient_scope"
 
 
@@ -373,7 +381,8 @@ async def test_a_read_only_token_reads_but_never_writes(env: Env) -> None:
             ),
         )
     for refused in (modern, batch, rest_create, rest_delete, over_sse):
-        _assert_insufficient_scope(refused, env, "todo:write")
+        # The scopes the token has plus the missing one, so that a client re-authorising keeps reading.
+        _assert_insufficient_scope(refused, env, "todo:read todo:write")
     assert rest_read.status_code == 200
     assert rest_read.json() == seeded
     assert await _count(env, user) == 1
@@ -406,7 +415,7 @@ async def test_each_request_in_a_legacy_session_is_checked_with_its_own_token(en
             json=rpc("tools/call", {"name": "list_tasks", "arguments": {}}, id=3),
             headers={**common, **bearer(env.read_only(user))},
         )
-    _assert_insufficient_scope(write_with_read_token, env, "todo:write")
+    _assert_insufficient_scope(write_with_read_token, env, "todo:read todo:write")
     assert read_with_read_token.status_code == 200
     assert await _count(env, user) == 0
 

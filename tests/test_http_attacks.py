@@ -43,7 +43,13 @@ pytestmark = pytest.mark.anyio
 
 VICTIM = new_user()
 _public = urlsplit(RESOURCE)
-METADATA_URL = f"{_public.scheme}://{_public.netloc}/.well-known/oauth-protected-resource{_public.path}"
+
+
+def metadata_url(entry: str) -> str:
+    """The metadata a challenge at `entry` names: the SSE transport is a resource of its own."""
+    transport = "sse" if " /sse" in entry or " /messages" in entry else "mcp"
+    return f"{_public.scheme}://{_public.netloc}/.well-known/oauth-protected-resource/{transport}"
+
 
 # The entry point, and the status that serves the victim's own token there.
 ENTRY_POINTS: dict[str, int] = {
@@ -220,7 +226,7 @@ async def test_a_forged_token_is_refused_with_a_challenge(env: Env, case: str, e
     challenge = answer.headers["www-authenticate"]
     assert challenge.startswith("Bearer ")
     assert 'error="invalid_token"' in challenge
-    assert f'resource_metadata="{METADATA_URL}"' in challenge
+    assert f'resource_metadata="{metadata_url(entry)}"' in challenge
     assert 'scope="todo:read todo:write"' in challenge
     body = answer.json()
     assert "jsonrpc" not in body

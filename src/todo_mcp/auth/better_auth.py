@@ -1,17 +1,8 @@
-"""Better Auth's conventions: its issuers, derived from the JWKS URL, and this server's audiences."""
+"""Better Auth's conventions: its issuers, derived from the URL of its key set."""
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
-
-
-def public_url_audiences(public_url: str) -> list[str]:
-    """The spellings an MCP client may use as `resource` for this server."""
-    base = public_url.strip().rstrip("/")
-    spellings = [base, base + "/"]
-    if urlsplit(base).path in ("", "/"):
-        spellings.append(base + "/mcp")
-    return spellings
 
 
 def oauth_issuer(jwks_url: str) -> str:

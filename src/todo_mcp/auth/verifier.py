@@ -21,9 +21,10 @@ import jwt
 from jwt.exceptions import InvalidSubjectError
 from jwt.utils import base64url_decode
 
-from todo_mcp.auth.better_auth import default_issuers, public_url_audiences
+from todo_mcp.auth.better_auth import default_issuers
 from todo_mcp.auth.errors import AuthError, shown
 from todo_mcp.auth.jwks import JWKSCache
+from todo_mcp.auth.resources import ProtectedResources
 from todo_mcp.config import Settings, is_loopback_host
 from todo_mcp.errors import ConfigError
 from todo_mcp.identity import ALL_SCOPES, Principal
@@ -118,7 +119,7 @@ class TokenVerifier:
             )
         audiences = list(settings.auth_audience)
         if settings.public_url:
-            audiences = public_url_audiences(settings.public_url) + audiences
+            audiences = ProtectedResources.from_public_url(settings.public_url).audiences() + audiences
         issuers = settings.auth_issuer or default_issuers(settings.auth_jwks_url)
         return cls(
             jwks=JWKSCache(settings.auth_jwks_url),

@@ -21,6 +21,7 @@ from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
 
 from todo_mcp import __version__
+from todo_mcp.auth.resources import ProtectedResources
 from todo_mcp.auth.verifier import TokenVerifier
 from todo_mcp.config import APP_NAME, Settings
 from todo_mcp.errors import describe_db_error
@@ -29,7 +30,7 @@ from todo_mcp.storage.engine import Database
 from todo_mcp.tools.server import build_server
 from todo_mcp.web.gate import BearerGate, current_principal
 from todo_mcp.web.hosts import HostGuard, allowed_hosts, allowed_origins
-from todo_mcp.web.metadata import add_metadata_routes, metadata_url
+from todo_mcp.web.metadata import add_metadata_routes
 from todo_mcp.web.rest_errors import install_error_handlers
 from todo_mcp.web.routes import read_router, write_router
 
@@ -87,7 +88,10 @@ def create_app(
 ) -> FastAPI:
     """The whole HTTP application on an already-open database; `verifier` None means no-auth mode."""
     mcp = build_server(database, settings=settings, identity=current_principal)
-    resource_metadata_url = metadata_url(settings) if verifier is not None else None
+    resources = None
+    if verifier is not None:
+        assert settings.public_url is not None
+        resources = ProtectedResources.from_public_url(settings.public_url)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -109,27 +113,27 @@ def create_app(
     )
     app.state.database = database
     app.state.settings = settings
-    install_error_handlers(app, resource_metadata_url)
+    install_error_handlers(app, resources)
     _add_health_routes(app, database)
-    if verifier is not None:
-        add_metadata_routes(app, settings)
+    if resources is not None:
+        add_metadata_routes(app, settings, resources)
     app.include_router(read_router)
     if not settings.read_only:
         app.include_router(write_router)
     app.mount("/", _transports(mcp, stateless=stateless))
-    _add_middleware(app, settings, verifier, resource_metadata_url)
+    _add_middleware(app, settings, verifier, resources)
     return app
 
 
 def _add_middleware(
-    app: FastAPI, settings: Settings, verifier: TokenVerifier | None, resource_metadata_url: str | None
+    app: FastAPI, settings: Settings, verifier: TokenVerifier | None, resources: ProtectedResources | None
 ) -> None:
     """Innermost first: the gate, CORS, then the host allowlist outermost."""
     app.add_middleware(
         BearerGate,
         authenticate=verifier.verify if verifier is not None else None,
         local=local_identity(settings.user_id) if verifier is None else None,
-        resource_metadata_url=resource_metadata_url,
+        resources=resources,
         calls_per_minute=settings.rate_limit_per_minute,
     )
     if settings.cors_origins:

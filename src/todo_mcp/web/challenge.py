@@ -28,12 +28,17 @@ class Denial:
 
 
 def scope_denial(error: ScopeMissing, what: str) -> Denial:
-    """The 403 for a token without the scope that `what` ("This call", "This route") needs."""
+    """The 403 for a token without the scope that `what` ("This call", "This route") needs.
+
+    Its scope hint is what the token has plus what it lacks: a client that asks for exactly
+    that keeps the access it had instead of trading it for the new scope.
+    """
+    wanted = " ".join(sorted(error.granted | {error.needed}))
     return Denial(
         403,
         "insufficient_scope",
-        f"{what} needs the {error.needed} scope, which the token lacks; get a token granting {error.needed}",
-        scope=error.needed,
+        f"{what} needs the {error.needed} scope, which the token lacks; get a token granting {wanted}",
+        scope=wanted,
     )
 
 

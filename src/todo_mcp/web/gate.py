@@ -26,6 +26,7 @@ from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from todo_mcp.auth.errors import AuthError
+from todo_mcp.auth.resources import ProtectedResources, transport_of
 from todo_mcp.errors import ScopeMissing
 from todo_mcp.identity import READ, WRITE, Principal, require
 from todo_mcp.web.challenge import Denial, denial_response, scope_denial
@@ -91,7 +92,7 @@ class BearerGate:
         *,
         authenticate: Authenticate | None,
         local: Principal | None,
-        resource_metadata_url: str | None,
+        resources: ProtectedResources | None,
         calls_per_minute: int,
         failures_per_minute: int = AUTH_FAILURES_PER_MINUTE,
         max_body_bytes: int = MAX_BODY_BYTES,
@@ -102,7 +103,7 @@ class BearerGate:
         self.app = app
         self.authenticate = authenticate
         self.local = local
-        self.resource_metadata_url = resource_metadata_url
+        self.resources = resources
         self.failures = RateLimiter(failures_per_minute)
         self.calls = RateLimiter(calls_per_minute) if calls_per_minute > 0 else None
         self.max_body_bytes = max_body_bytes
@@ -215,4 +216,5 @@ class BearerGate:
             log.info(
                 "refused %s %s: %s %s", scope["method"], scope["path"], denial.status, denial.description
             )
-        await denial_response(denial, self.resource_metadata_url)(scope, receive, send)
+        url = self.resources.metadata_url(transport_of(scope["path"])) if self.resources else None
+        await denial_response(denial, url)(scope, receive, send)

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from todo_mcp import errors
+from todo_mcp.auth.resources import ProtectedResources, transport_of
 from todo_mcp.web.challenge import denial_response, scope_denial
 
 RETRY_AFTER_UNAVAILABLE = 5
@@ -110,12 +111,13 @@ def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ErrorBody, "description": meanings[status]} for status in statuses}
 
 
-def install_error_handlers(app: FastAPI, resource_metadata_url: str | None) -> None:
+def install_error_handlers(app: FastAPI, resources: ProtectedResources | None) -> None:
     """Route every domain error and every request validation error through this mapping."""
 
     async def todo_error(request: Request, error: Exception) -> Response:
         if isinstance(error, errors.ScopeMissing):
-            return denial_response(scope_denial(error, "This route"), resource_metadata_url)
+            url = resources.metadata_url(transport_of(request.url.path)) if resources else None
+            return denial_response(scope_denial(error, "This route"), url)
         assert isinstance(error, errors.TodoError)
         return error_response(error)
 
