@@ -23,7 +23,8 @@ log = logging.getLogger("todo_mcp")
 
 SETTINGS_HELP = """\
 settings (environment variables or a .env file in the working directory):
-  DATABASE_URL                 postgresql://... (Neon URLs as pasted) or sqlite+aiosqlite:///path;
+  DATABASE_URL                 postgresql://... (Neon URLs as pasted; add pgbouncer=true behind a pooler
+                               without prepared statements) or sqlite+aiosqlite:///path;
                                unset: an SQLite file in the user data directory, created on first start
   DIRECT_URL                   non-pooled URL used for migrations (Neon: the host without -pooler)
   TODO_MCP_USER_ID             whose tasks a stdio session acts on (default: local)
@@ -42,7 +43,7 @@ SERVE_HELP = """\
 serves, on one port:
   /mcp                 Streamable HTTP (protocol 2026-07-28 and the 2024-11-05..2025-11-25 handshake era)
   /sse, /messages/     the legacy HTTP+SSE transport
-  /.well-known/oauth-protected-resource/mcp   RFC 9728 metadata (names the authorization server)
+  /.well-known/oauth-protected-resource/mcp, .../sse   RFC 9728 metadata of each transport
   /api/tasks           REST (OpenAPI docs at /docs); /healthz (alive), /readyz (database reachable)
 
 HTTP and auth settings (environment variables or .env):
