@@ -13,7 +13,6 @@ import logging
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,67 +21,25 @@ import asyncpg
 import pytest
 from mcp import Client
 from mcp.types import CallToolResult, GetPromptResult, ReadResourceResult, TextContent, TextResourceContents
-from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tests.wired import FAST_BACKOFF, Wire, open_wire
 from tests.wireproxy import Measurement, Turn, WireProxy
 from todo_mcp.config import Settings
-from todo_mcp.identity import local_identity
 from todo_mcp.models import Task, TaskCreate
 from todo_mcp.storage import repository
 from todo_mcp.storage.engine import Database
-from todo_mcp.storage.url import parse_database_url
 from todo_mcp.tools import records
-from todo_mcp.tools.server import build_server
 
 pytestmark = pytest.mark.anyio
 
 Result = CallToolResult | ReadResourceResult | GetPromptResult
 
 
-# The production backoff waits seconds for a waking compute; the tests keep its shape, not its length.
-FAST_BACKOFF = (0.01, 0.02, 0.04)
-
-
-@dataclass
-class Wire:
-    """A server whose database connections pass through the counting proxy."""
-
-    proxy: WireProxy
-    db: Database
-    client: Client
-    application_name: str
-    invalidations: list[BaseException | None]
-
-
-@asynccontextmanager
-async def _wire(pg_url: str, owner: str, settings: Settings, options: str = "") -> AsyncIterator[Wire]:
-    upstream = make_url(pg_url)
-    application_name = f"todo-ledger-rt-{uuid.uuid4().hex[:12]}"
-    async with WireProxy(upstream.port or 5432, upstream_host=upstream.host or "127.0.0.1") as proxy:
-        proxied = upstream.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-        # Unencrypted to the proxy so that its turn log can name the protocol messages.
-        target = parse_database_url(f"{proxied}?sslmode=disable&application_name={application_name}{options}")
-        db = Database.open(target, pool_size=1, connect_backoff=FAST_BACKOFF)
-        invalidations: list[BaseException | None] = []
-
-        @event.listens_for(db.engine.sync_engine, "invalidate")
-        def _invalidated(dbapi_connection: Any, record: Any, exception: BaseException | None) -> None:
-            invalidations.append(exception)
-
-        principal = local_identity(owner)
-        server = build_server(db, settings=settings, identity=lambda: principal)
-        try:
-            async with Client(server) as client:
-                yield Wire(proxy, db, client, application_name, invalidations)
-        finally:
-            await db.dispose()
-
-
 @pytest.fixture
 async def wire(pg_url: str, owner: str, settings: Settings) -> AsyncIterator[Wire]:
-    async with _wire(pg_url, owner, settings) as opened:
+    async with open_wire(pg_url, owner, settings) as opened:
         yield opened
 
 
@@ -408,7 +365,7 @@ async def test_without_named_statements_a_warm_call_is_still_one_round_trip(
     pg_url: str, owner: str, settings: Settings
 ) -> None:
     """The pooler option (pgbouncer=true) sends Parse, Bind, Execute and Sync together: one turn."""
-    async with _wire(pg_url, owner, settings, "&pgbouncer=true") as wire:
+    async with open_wire(pg_url, owner, settings, "&pgbouncer=true") as wire:
         cases = await _cases(wire.client)
         table: list[tuple[str, Measurement]] = []
         for case in cases:

@@ -133,6 +133,9 @@ class WireProxy:
         self._cut_next_reply = False
         self.refuse_next = 0
         self.refused = 0
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+        self._holes: list[asyncio.StreamWriter] = []
 
     @property
     def port(self) -> int:
@@ -144,6 +147,19 @@ class WireProxy:
         return f"postgresql://{user}@127.0.0.1:{self.port}/{database}" + (f"?{query}" if query else "")
 
     @property
+    def black_hole(self) -> bool:
+        """A network black hole: new connections are accepted and never answered, and the client's
+        bytes on open connections go nowhere. Set back to False, open connections carry on."""
+        return not self._flowing.is_set()
+
+    @black_hole.setter
+    def black_hole(self, on: bool) -> None:
+        if on:
+            self._flowing.clear()
+        else:
+            self._flowing.set()
+
+    @property
     def open_connections(self) -> int:
         return len(self._connections)
 
@@ -153,6 +169,8 @@ class WireProxy:
     async def aclose(self) -> None:
         if self._server is not None:
             self._server.close()
+        for writer in self._holes:
+            writer.transport.abort()
         await self.drop_all()
         if self._server is not None:
             await self._server.wait_closed()
@@ -208,6 +226,9 @@ class WireProxy:
 
     async def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         async with self._track():
+            if self.black_hole:
+                self._holes.append(client_writer)  # held open, never answered
+                return
             if self.refuse_next > 0:
                 # A server that is not ready yet (a compute waking up): the connection is reset.
                 self.refuse_next -= 1
@@ -231,6 +252,7 @@ class WireProxy:
     async def _client_to_server(self, connection: _Connection) -> None:
         try:
             while data := await connection.client_reader.read(_READ_SIZE):
+                await self._flowing.wait()
                 if connection.server_spoke:
                     connection.server_spoke = False
                     connection.turn = Turn(connection.number)

@@ -18,6 +18,7 @@ from todo_mcp.storage.url import resolve_database
 
 if TYPE_CHECKING:
     from todo_mcp.auth.verifier import TokenVerifier
+    from todo_mcp.storage.engine import Database
 
 log = logging.getLogger("todo_mcp")
 
@@ -35,7 +36,8 @@ settings (environment variables or a .env file in the working directory):
   TODO_MCP_DATA_DIR            where the default SQLite file lives
   TODO_MCP_LOG_LEVEL           DEBUG, INFO, WARNING or ERROR (logs go to stderr)
   TODO_MCP_DB_POOL_SIZE        PostgreSQL connections kept open (default 5)
-  TODO_MCP_DB_CONNECT_TIMEOUT  seconds to wait for a new database connection (default 15)
+  TODO_MCP_DB_CONNECT_TIMEOUT  seconds to wait for a new database connection (default 5)
+  TODO_MCP_DB_STATEMENT_TIMEOUT  seconds a statement may take before the call fails (default 5)
   HTTP and auth settings for `serve`: see `todo-ledger serve --help`.
 """
 
@@ -123,13 +125,22 @@ async def _prepare(settings: Settings) -> None:
     )
 
 
+def _open_database(settings: Settings) -> Database:
+    from todo_mcp.storage.engine import Database
+
+    return Database.open(
+        resolve_database(settings),
+        pool_size=settings.db_pool_size,
+        statement_timeout=settings.db_statement_timeout,
+    )
+
+
 async def _serve_stdio(settings: Settings) -> None:
     from todo_mcp.identity import local_identity
-    from todo_mcp.storage.engine import Database
     from todo_mcp.tools.server import build_server
 
     await _prepare(settings)
-    database = Database.open(resolve_database(settings), pool_size=settings.db_pool_size)
+    database = _open_database(settings)
     principal = local_identity(settings.user_id)
     try:
         server = build_server(database, settings=settings, identity=lambda: principal)
@@ -188,11 +199,10 @@ def _verifier(args: argparse.Namespace, settings: Settings) -> TokenVerifier | N
 async def _serve_http(args: argparse.Namespace, settings: Settings, verifier: TokenVerifier | None) -> None:
     import uvicorn
 
-    from todo_mcp.storage.engine import Database
     from todo_mcp.web.app import create_app
 
     await _prepare(settings)
-    database = Database.open(resolve_database(settings), pool_size=settings.db_pool_size)
+    database = _open_database(settings)
     app = create_app(settings, database=database, verifier=verifier, stateless=args.stateless)
     if verifier is None:
         log.warning(

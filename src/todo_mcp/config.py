@@ -77,7 +77,12 @@ class Settings(BaseSettings):
         default="INFO", validation_alias="TODO_MCP_LOG_LEVEL"
     )
     db_pool_size: int = Field(default=5, ge=1, le=100, validation_alias="TODO_MCP_DB_POOL_SIZE")
-    db_connect_timeout: float = Field(default=15.0, gt=0, validation_alias="TODO_MCP_DB_CONNECT_TIMEOUT")
+    db_connect_timeout: float = Field(
+        default=5.0, gt=0, le=120, validation_alias="TODO_MCP_DB_CONNECT_TIMEOUT"
+    )
+    db_statement_timeout: float = Field(
+        default=5.0, gt=0, le=300, validation_alias="TODO_MCP_DB_STATEMENT_TIMEOUT"
+    )
 
     # Network transports and Better Auth.
     public_url: str | None = Field(default=None, validation_alias="TODO_MCP_PUBLIC_URL")

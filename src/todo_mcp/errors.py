@@ -124,6 +124,15 @@ class DatabaseUnavailable(TodoError):
         super().__init__(f"the database cannot be reached ({reason})")
 
 
+class OutcomeUnknown(TodoError):
+    """The statement was sent but no answer came back: a change may or may not have been made."""
+
+    def __init__(self, reason: str) -> None:
+        """Record what happened to the connection."""
+        self.reason = reason
+        super().__init__(f"no answer from the database after the statement was sent ({reason})")
+
+
 class ConfigError(Exception):
     """The server cannot start with this configuration; the message is one line for stderr."""
 

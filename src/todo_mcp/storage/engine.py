@@ -1,9 +1,18 @@
 """One async engine per process, its connection options, and running one operation on it.
 
 PostgreSQL connections run in AUTOCOMMIT with asyncpg's statement cache on and no pre-ping, so
-each repository call is one round trip. A connection that the server closed while it sat idle
-(Neon does this) is noticed at checkout without a round trip and replaced; a call that fails
-because its connection was already closed before the statement was sent is retried once.
+each repository call is one round trip. Every wait is bounded and every failure says whether
+anything could have changed:
+
+- Opening a connection fails fast and is retried with backoff only when the refusal was quick
+  (a restarting server, a waking Neon compute); a connect timeout is not waited out again.
+  Either way nothing was sent: `DatabaseUnavailable`.
+- A connection the server closed while it sat idle is noticed at checkout, without a round
+  trip, and replaced; a call whose connection turned out closed before its statement was sent
+  is retried once.
+- A statement that gets no answer within the statement timeout, or whose connection breaks
+  after it was sent, may or may not have been applied: `OutcomeUnknown`. It is never retried.
+- A connection that failed in any way is discarded, never handed out again.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy import event, exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from todo_mcp.errors import DatabaseUnavailable, describe_db_error
+from todo_mcp.errors import DatabaseUnavailable, OutcomeUnknown, TodoError, describe_db_error
 from todo_mcp.storage.url import DatabaseTarget
 
 log = logging.getLogger(__name__)
@@ -51,11 +60,11 @@ def _transient(error: BaseException) -> bool:
 
     seen: BaseException | None = error
     while seen is not None:
-        if isinstance(seen, ssl.SSLError) or type(seen) is ConnectionError:
-            return False  # a certificate refused, or (asyncpg) a server that refused TLS: no wait cures it
-        if isinstance(
-            seen, OSError | TimeoutError | asyncpg.CannotConnectNowError | asyncpg.TooManyConnectionsError
-        ):
+        # A timeout (an OSError too) has waited long enough; a refused certificate, or a server that
+        # refused TLS (asyncpg raises a bare ConnectionError), is not cured by waiting.
+        if isinstance(seen, TimeoutError | ssl.SSLError) or type(seen) is ConnectionError:
+            return False
+        if isinstance(seen, OSError | asyncpg.CannotConnectNowError | asyncpg.TooManyConnectionsError):
             return True
         seen = getattr(seen, "orig", None) or seen.__cause__
     return False
@@ -65,13 +74,17 @@ def _statement_name() -> str:
     return f"__todo_mcp_{uuid.uuid4().hex}__"
 
 
-def make_engine(target: DatabaseTarget, *, pool_size: int, autocommit: bool) -> AsyncEngine:
+def make_engine(
+    target: DatabaseTarget, *, pool_size: int, autocommit: bool, checkout_timeout: float = 30.0
+) -> AsyncEngine:
     """An engine for `target`: pooled autocommit connections for serving, or one for migrations."""
     options: dict[str, Any] = {"connect_args": dict(target.connect_args), "pool_pre_ping": False}
     if autocommit:
         options["isolation_level"] = "AUTOCOMMIT"
     if target.dialect == "postgresql":
-        options.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+        options.update(
+            pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, pool_timeout=checkout_timeout
+        )
         if target.named_statements:
             # Neon's -pooler host is PgBouncer: asyncpg's numbered statement names could collide on a
             # server connection that other clients used before; unique names cannot.
@@ -106,6 +119,7 @@ class Database:
     target: DatabaseTarget
     engine: AsyncEngine
     connect_backoff: tuple[float, ...] = CONNECT_BACKOFF
+    statement_timeout: float = 5.0
 
     @classmethod
     def open(
@@ -114,10 +128,14 @@ class Database:
         *,
         pool_size: int = 5,
         connect_backoff: tuple[float, ...] = CONNECT_BACKOFF,
+        statement_timeout: float = 5.0,
     ) -> Database:
         """A pool for `target`; no connection is opened until the first call."""
-        engine = make_engine(target, pool_size=pool_size, autocommit=True)
-        return cls(target=target, engine=engine, connect_backoff=connect_backoff)
+        # Waiting for a pooled connection longer than a statement may take gains nothing.
+        engine = make_engine(target, pool_size=pool_size, autocommit=True, checkout_timeout=statement_timeout)
+        return cls(
+            target=target, engine=engine, connect_backoff=connect_backoff, statement_timeout=statement_timeout
+        )
 
     async def run(
         self,
@@ -125,20 +143,31 @@ class Database:
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> T:
-        """Run one repository operation on a pooled autocommit connection."""
+        """Run one repository operation on a pooled autocommit connection, within the statement timeout."""
         for attempt in (1, 2):
+            conn = await self._connect()
             try:
-                conn = await self._connect()
-                try:
-                    return await operation(conn, *args, **kwargs)
-                finally:
-                    with anyio.CancelScope(shield=True):
-                        await conn.close()
+                with anyio.fail_after(self.statement_timeout):
+                    result = await operation(conn, *args, **kwargs)
             except exc.DBAPIError as error:
+                await _discard(conn)
                 if attempt == 1 and _closed_before_send(error):
                     log.info("database connection was closed; retrying on a new one")
                     continue
+                if error.connection_invalidated:
+                    raise OutcomeUnknown(describe_db_error(error)) from error
                 raise
+            except TimeoutError:
+                await _discard(conn)
+                raise OutcomeUnknown(f"no answer within {self.statement_timeout:g} s") from None
+            except TodoError:
+                await _release(conn)  # the database answered: a refusal, not a fault
+                raise
+            except BaseException:
+                await _discard(conn)
+                raise
+            await _release(conn)
+            return result
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _connect(self) -> AsyncConnection:
@@ -149,10 +178,12 @@ class Database:
         for delay in (*self.connect_backoff, None):
             try:
                 return await self.engine.connect()
+            except exc.TimeoutError:
+                raise DatabaseUnavailable(
+                    f"every pooled connection stayed busy for {self.statement_timeout:g} s"
+                ) from None
             except (exc.DBAPIError, OSError) as error:
-                if not _transient(error):
-                    raise
-                if delay is None:
+                if delay is None or not _transient(error):
                     raise DatabaseUnavailable(describe_db_error(error)) from error
                 log.warning(
                     "cannot connect to the database (%s); retrying in %.1fs", describe_db_error(error), delay
@@ -168,3 +199,17 @@ class Database:
     async def dispose(self) -> None:
         """Close every pooled connection."""
         await self.engine.dispose()
+
+
+async def _release(conn: AsyncConnection) -> None:
+    """Give a healthy connection back to the pool, even while the caller is being cancelled."""
+    with anyio.CancelScope(shield=True):
+        await conn.close()
+
+
+async def _discard(conn: AsyncConnection) -> None:
+    """Throw a connection away (it may be mid-statement or broken) without waiting on the network."""
+    with anyio.CancelScope(shield=True), anyio.move_on_after(1):
+        await conn.invalidate()
+    with anyio.CancelScope(shield=True), anyio.move_on_after(1):
+        await conn.close()

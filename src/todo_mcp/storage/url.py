@@ -51,7 +51,7 @@ def sqlite_target(path: Path) -> DatabaseTarget:
     return DatabaseTarget(url=URL.create("sqlite+aiosqlite", database=str(path)))
 
 
-def parse_database_url(raw: str, *, connect_timeout: float = 15.0) -> DatabaseTarget:
+def parse_database_url(raw: str, *, connect_timeout: float = 5.0) -> DatabaseTarget:
     """Accept the URLs people paste (Neon's console URL included) and return one target.
 
     Raises:

@@ -36,12 +36,35 @@ _WORDS: dict[type[errors.TodoError], str] = {
 _CALLER_MISTAKES = (errors.InvalidInput, errors.InvalidCursor, errors.TaskNotFound, errors.ScopeMissing)
 
 
-def explain(error: errors.TodoError) -> str:
-    """What a model should read about `error`: what was wrong and what to do next."""
+def explain(error: errors.TodoError, tool: str | None = None, *, changes: bool = False) -> str:
+    """What a model should read about `error`: what was wrong and what to do next.
+
+    `tool` is the tool that failed, and `changes` whether it writes, where the advice depends on it.
+    """
     if isinstance(error, errors.InvalidInput):
         return "; ".join(problem.text() for problem in error.problems)
+    if isinstance(error, errors.OutcomeUnknown):
+        return _outcome_unknown(error, tool, changes)
     template = _WORDS.get(type(error))
     return template.format_map(vars(error)) if template is not None else str(error)
+
+
+def _outcome_unknown(error: errors.OutcomeUnknown, tool: str | None, changes: bool) -> str:
+    if not changes:
+        return f"The task database did not answer ({error.reason}); nothing was changed. Try the call again."
+    lost = (
+        f"The task database did not answer after {tool} was sent ({error.reason}), so it may or may not have"
+    )
+    if tool == "add_task":
+        return (
+            f"{lost} created the task. Retrying add_task with the same client_request_id is safe: it returns "
+            "the task if it was created and creates it otherwise (without a client_request_id, check with "
+            "list_tasks before retrying)."
+        )
+    return (
+        f"{lost} been applied. Read the task with get_task: if your change is not there, send it again with "
+        "expected_version set to the version you read."
+    )
 
 
 def invalid_arguments(name: str, model: type[BaseModel], error: ValidationError) -> str:

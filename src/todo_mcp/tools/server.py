@@ -82,7 +82,7 @@ def _invoker(record: ToolRecord[Any, Any], db: Database, settings: Settings, ide
         except ValidationError as error:
             raise ToolError(invalid_arguments(record.name, record.input, error)) from None
         except TodoError as error:
-            raise ToolError(explain(error)) from None
+            raise ToolError(explain(error, record.name, changes=not record.hints.read_only)) from None
         except Exception as error:
             log.exception("tool %s failed", record.name)
             raise UnexpectedToolError(

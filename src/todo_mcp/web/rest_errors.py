@@ -77,8 +77,30 @@ _ANSWERS: dict[type[errors.TodoError], tuple[int, str]] = {
 }
 
 
-def status_and_body(error: errors.TodoError) -> tuple[int, ErrorBody]:
-    """The status code and body REST answers `error` with."""
+def _outcome_unknown(error: errors.OutcomeUnknown, method: str) -> str:
+    if method in ("GET", "HEAD"):
+        return f"The task database did not answer ({error.reason}); nothing was changed. Retry the request."
+    lost = (
+        f"The task database did not answer after the request was sent ({error.reason}), so the change may or"
+    )
+    if method == "POST_CREATE":
+        return (
+            f"{lost} may not have been made. Retrying with the same Idempotency-Key is safe: it returns the "
+            "task if it was created and creates it otherwise."
+        )
+    return (
+        f"{lost} may not have been made. Read the task (GET /api/tasks/{{id}}); if the change is not there, "
+        'send it again with If-Match: "<the version you read>".'
+    )
+
+
+def status_and_body(error: errors.TodoError, method: str = "GET") -> tuple[int, ErrorBody]:
+    """The status code and body REST answers `error` with, for a request of `method`.
+
+    `method` is the HTTP method, or POST_CREATE for a create (where a retry key makes retrying safe).
+    """
+    if isinstance(error, errors.OutcomeUnknown):
+        return 503, ErrorBody(detail=_outcome_unknown(error, method))
     if isinstance(error, errors.InvalidInput):
         fields = [FieldError(field=problem.field, problem=problem.problem) for problem in error.problems]
         return 422, ErrorBody(detail=str(error), errors=fields)
@@ -92,9 +114,9 @@ def status_and_body(error: errors.TodoError) -> tuple[int, ErrorBody]:
     return status, ErrorBody(detail=template.format_map(vars(error)), current_version=current)
 
 
-def error_response(error: errors.TodoError) -> JSONResponse:
+def error_response(error: errors.TodoError, method: str = "GET") -> JSONResponse:
     """The status code and body for `error`, with Retry-After on a 503."""
-    status, body = status_and_body(error)
+    status, body = status_and_body(error, method)
     headers = {"Retry-After": str(RETRY_AFTER_UNAVAILABLE)} if status == 503 else None
     return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
 
@@ -106,7 +128,8 @@ def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
         409: "The task changed since the version given (If-Match or expected_version), or the "
         "Idempotency-Key was used for other content",
         422: "The input is not acceptable; detail and errors say what to send instead",
-        503: "The database cannot be reached; nothing was changed (see Retry-After)",
+        503: "The database cannot be reached (nothing was changed), or did not answer (detail says whether "
+        "retrying is safe); see Retry-After",
     }
     return {status: {"model": ErrorBody, "description": meanings[status]} for status in statuses}
 
@@ -119,7 +142,10 @@ def install_error_handlers(app: FastAPI, resources: ProtectedResources | None) -
             url = resources.metadata_url(transport_of(request.url.path)) if resources else None
             return denial_response(scope_denial(error, "This route"), url)
         assert isinstance(error, errors.TodoError)
-        return error_response(error)
+        method = request.method
+        if method == "POST" and request.url.path.rstrip("/") == "/api/tasks":
+            method = "POST_CREATE"
+        return error_response(error, method)
 
     async def validation_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, RequestValidationError)

@@ -1,0 +1,63 @@
+"""A real MCP server (in memory) whose database connections pass through the counting proxy."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from mcp import Client
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+
+from tests.wireproxy import WireProxy
+from todo_mcp.config import Settings
+from todo_mcp.identity import local_identity
+from todo_mcp.storage.engine import Database
+from todo_mcp.storage.url import parse_database_url
+from todo_mcp.tools.server import build_server
+
+# The production backoff waits seconds for a waking compute; the tests keep its shape, not its length.
+FAST_BACKOFF = (0.01, 0.02, 0.04)
+
+
+@dataclass
+class Wire:
+    """A server whose database connections pass through the counting proxy."""
+
+    proxy: WireProxy
+    db: Database
+    client: Client
+    application_name: str
+    invalidations: list[BaseException | None]
+
+
+@asynccontextmanager
+async def open_wire(
+    pg_url: str, owner: str, settings: Settings, options: str = "", *, statement_timeout: float = 5.0
+) -> AsyncIterator[Wire]:
+    """The server, its pooled database (one connection) behind a `WireProxy`, and a client."""
+    upstream = make_url(pg_url)
+    application_name = f"todo-ledger-rt-{uuid.uuid4().hex[:12]}"
+    async with WireProxy(upstream.port or 5432, upstream_host=upstream.host or "127.0.0.1") as proxy:
+        proxied = upstream.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        # Unencrypted to the proxy so that its turn log can name the protocol messages.
+        target = parse_database_url(f"{proxied}?sslmode=disable&application_name={application_name}{options}")
+        db = Database.open(
+            target, pool_size=1, connect_backoff=FAST_BACKOFF, statement_timeout=statement_timeout
+        )
+        invalidations: list[BaseException | None] = []
+
+        @event.listens_for(db.engine.sync_engine, "invalidate")
+        def _invalidated(dbapi_connection: Any, record: Any, exception: BaseException | None) -> None:
+            invalidations.append(exception)
+
+        principal = local_identity(owner)
+        server = build_server(db, settings=settings, identity=lambda: principal)
+        try:
+            async with Client(server) as client:
+                yield Wire(proxy, db, client, application_name, invalidations)
+        finally:
+            await db.dispose()
