@@ -68,14 +68,17 @@ async def test_the_same_key_with_other_content_is_a_clear_conflict(client: Clien
     assert (await agent.get(first["id"]))["version"] == 1
 
 
-async def test_a_retry_of_a_deleted_task_reports_it_and_makes_no_copy(client: Client) -> None:
+async def test_a_retry_of_a_deleted_task_says_so_and_makes_no_copy(client: Client) -> None:
     agent = Agent(client)
     first = await agent.call("add_task", client_request_id="req-3", **CONTENT)
     await agent.call("delete_task", task_ids=[first["id"]])
-    retry = await agent.call("add_task", client_request_id="req-3", **CONTENT)
-    assert retry["id"] == first["id"]
-    assert "deleted_at" in retry
+    text = await agent.fail("add_task", client_request_id="req-3", **CONTENT)
+    assert f"already created task {first['id']}, which has since been deleted" in text
+    assert f"call delete_task with task_ids [{first['id']}] and restore true" in text
     assert await agent.ids(status="all") == []
+    await agent.call("delete_task", task_ids=[first["id"]], restore=True)
+    again = await agent.call("add_task", client_request_id="req-3", **CONTENT)
+    assert (again["id"], "deleted_at" in again) == (first["id"], False)
 
 
 async def test_concurrent_retries_create_exactly_one_task(client: Client) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 from collections.abc import AsyncIterator
 from itertools import cycle
@@ -13,6 +15,7 @@ from mcp import Client
 from mcp.server import MCPServer
 
 from tests.calls import Agent
+from todo_mcp.storage.engine import Database
 
 pytestmark = pytest.mark.anyio
 
@@ -118,6 +121,30 @@ async def test_no_repeat_or_skip_while_tasks_are_added_completed_and_deleted(age
         assert seen == [task_id for task_id in final if task_id in seen], sort
 
 
+@pytest.mark.parametrize("sort", ["due", "priority", "newest", "oldest"])
+async def test_tasks_whose_sort_key_stays_put_appear_once_while_others_move(agent: Agent, sort: str) -> None:
+    """The stated guarantee: only a task whose own due or priority changes between pages may repeat
+    or be missed; the id orders (newest, oldest) are immune to that too."""
+    ids = await _seed(agent, 12, prefix=sort, tag=sort)
+    movers = set(ids[::3])
+    dues = cycle(["2020-01-01", "2099-01-01", "2026-06-15", ""])
+    priorities = cycle(["urgent", "low", "high", "medium"])
+    seen: list[int] = []
+    cursor = None
+    while True:
+        page = await agent.page(sort=sort, tag=sort, limit=2, **({"cursor": cursor} if cursor else {}))
+        seen.extend(task["id"] for task in page["tasks"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+        for mover in movers:  # every mover jumps somewhere else in the order between pages
+            await agent.update(mover, due=next(dues), priority=next(priorities))
+    steady = [task_id for task_id in ids if task_id not in movers]
+    assert sorted(task_id for task_id in seen if task_id in steady) == sorted(steady), (sort, seen)
+    if sort in ("newest", "oldest"):
+        assert sorted(seen) == sorted(ids), (sort, seen)
+
+
 async def test_a_cursor_only_continues_the_query_it_came_from(client: Client) -> None:
     agent = Agent(client)
     await _seed(agent, 5)
@@ -160,8 +187,45 @@ async def test_a_forged_cursor_with_the_right_fingerprint_but_wrong_keys_is_refu
     await _seed(agent, 3)
     real = (await agent.page(limit=1, sort="due"))["next_cursor"]
     assert real is not None
-    data = json.loads(base64.urlsafe_b64decode(real + "=" * (-len(real) % 4)))
+    body, _, signature = real.partition(".")
+    data = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
     for keys in ([1], ["not a date", 1], [data["k"][0], "x"], [data["k"][0], True]):
-        forged = base64.urlsafe_b64encode(json.dumps({"q": data["q"], "k": keys}).encode()).decode()
-        text = await agent.fail("list_tasks", sort="due", cursor=forged)
-        assert "cursor is not valid for this query" in text
+        payload = base64.urlsafe_b64encode(json.dumps({"q": data["q"], "k": keys}).encode()).decode()
+        for forged in (payload, f"{payload}.{signature}"):
+            text = await agent.fail("list_tasks", sort="due", cursor=forged)
+            assert "cursor is not valid for this query" in text
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        ["2026-12-24T00:00:00", 1],  # a naive datetime
+        ["0001-01-01T00:00:00+00:00", 1],  # out of the range of due values
+        ["2026-12-24T00:00:00+00:00", 2**70],  # an id beyond 64 bits
+        ["2026-12-24T00:00:00+00:00", 0],
+        ["2026-12-24T00:00:00+00:00", True],
+    ],
+)
+async def test_a_signed_cursor_with_impossible_keys_is_still_refused(
+    client: Client, database: Database, keys: list[Any]
+) -> None:
+    """Defence in depth: even a cursor signed with the deployment's key has every key checked."""
+    agent = Agent(client)
+    await _seed(agent, 3)
+    real = (await agent.page(limit=1, sort="due"))["next_cursor"]
+    body = real.partition(".")[0]
+    data = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+
+    def signed(sort_keys: list[Any]) -> str:
+        text = (
+            base64.urlsafe_b64encode(json.dumps({"q": data["q"], "k": sort_keys}).encode())
+            .decode()
+            .rstrip("=")
+        )
+        signature = hmac.new(database.cursor_key, text.encode(), hashlib.sha256).digest()[:16]
+        return f"{text}.{base64.urlsafe_b64encode(signature).decode().rstrip('=')}"
+
+    # The control: the same construction with the real keys is a cursor this server accepts.
+    assert len((await agent.page(limit=1, sort="due", cursor=signed(data["k"])))["tasks"]) == 1
+    text = await agent.fail("list_tasks", sort="due", cursor=signed(keys))
+    assert "cursor is not valid for this query" in text

@@ -110,28 +110,33 @@ def _auto_migrate(settings: Settings, dialect: str) -> bool:
     return settings.auto_migrate if settings.auto_migrate is not None else dialect == "sqlite"
 
 
-async def _prepare(settings: Settings) -> None:
-    from todo_mcp.storage.migrations import prepare
+async def _prepare(settings: Settings) -> bytes:
+    """Migrate or check the schema; the cursor-signing key of this deployment."""
+    from todo_mcp.storage.startup import prepare
 
     target = resolve_database(settings)
     if target.dialect == "sqlite":
         log.info("using the embedded SQLite database at %s", target.url.database)
     else:
         log.info("using PostgreSQL at %s", target.describe())
-    await prepare(
+    return await prepare(
         target,
         resolve_database(settings, for_migrations=True),
         auto_migrate=_auto_migrate(settings, target.dialect),
+        cursor_secret=settings.cursor_secret,
     )
 
 
-def _open_database(settings: Settings) -> Database:
+async def _open_database(settings: Settings) -> Database:
+    """The schema prepared, then the serving pool, with the deployment's cursor key."""
     from todo_mcp.storage.engine import Database
 
+    cursor_key = await _prepare(settings)
     return Database.open(
         resolve_database(settings),
         pool_size=settings.db_pool_size,
         statement_timeout=settings.db_statement_timeout,
+        cursor_key=cursor_key,
     )
 
 
@@ -139,8 +144,7 @@ async def _serve_stdio(settings: Settings) -> None:
     from todo_mcp.identity import local_identity
     from todo_mcp.tools.server import build_server
 
-    await _prepare(settings)
-    database = _open_database(settings)
+    database = await _open_database(settings)
     principal = local_identity(settings.user_id)
     try:
         server = build_server(database, settings=settings, identity=lambda: principal)
@@ -201,8 +205,7 @@ async def _serve_http(args: argparse.Namespace, settings: Settings, verifier: To
 
     from todo_mcp.web.app import create_app
 
-    await _prepare(settings)
-    database = _open_database(settings)
+    database = await _open_database(settings)
     app = create_app(settings, database=database, verifier=verifier, stateless=args.stateless)
     if verifier is None:
         log.warning(

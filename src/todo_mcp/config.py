@@ -80,6 +80,7 @@ class Settings(BaseSettings):
     db_connect_timeout: float = Field(
         default=5.0, gt=0, le=120, validation_alias="TODO_MCP_DB_CONNECT_TIMEOUT"
     )
+    cursor_secret: str | None = Field(default=None, min_length=16, validation_alias="TODO_MCP_CURSOR_SECRET")
     db_statement_timeout: float = Field(
         default=5.0, gt=0, le=300, validation_alias="TODO_MCP_DB_STATEMENT_TIMEOUT"
     )

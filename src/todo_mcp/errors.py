@@ -46,6 +46,16 @@ class IdempotencyConflict(TodoError):
         super().__init__(f"retry key {key!r} already made task {task_id} with other content")
 
 
+class CreatedThenDeleted(TodoError):
+    """A create was retried with the key of a task that has since been deleted."""
+
+    def __init__(self, key: str, task_id: int) -> None:
+        """Record the key and the deleted task it made."""
+        self.key = key
+        self.task_id = task_id
+        super().__init__(f"retry key {key!r} made task {task_id}, which has since been deleted")
+
+
 class NothingToChange(TodoError):
     """An update named none of the fields it could change."""
 
@@ -97,10 +107,15 @@ class InvalidInput(TodoError):
         for error in errors:
             where = ".".join(str(part) for part in error.get("loc", ()))
             message = str(error.get("msg", "is not valid")).removeprefix("Value error, ")
-            if error.get("type") == "missing":
+            kind = error.get("type")
+            if kind == "missing":
                 message = "is required"
-            elif error.get("type") == "extra_forbidden":
+            elif kind == "extra_forbidden":
                 message = cls.UNKNOWN_FIELD
+            elif kind == "string_unicode":
+                message = (
+                    "is not valid Unicode (an unpaired surrogate such as \\ud800); send valid UTF-8 text"
+                )
             problems.append(FieldProblem(where, message))
         return cls(problems)
 
@@ -135,6 +150,12 @@ class OutcomeUnknown(TodoError):
 
 class ConfigError(Exception):
     """The server cannot start with this configuration; the message is one line for stderr."""
+
+
+def excerpt(value: object, limit: int = 40) -> str:
+    """A value from a caller, quoted and cut short, to name it in a message without echoing it whole."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
 
 
 def describe_db_error(error: BaseException) -> str:

@@ -40,6 +40,7 @@ PAGE_MAX = 100
 BULK_MAX = 100
 SEARCH_MAX = 200
 LIST_DESCRIPTION_MAX = 200
+DUE_MAX = 80
 PATCHABLE = ("title", "description", "priority", "due", "tags", "status")
 
 
@@ -67,14 +68,14 @@ def _normalize_tags(tags: list[str]) -> list[str]:
     return seen
 
 
-def _no_nul(value: str) -> str:
+def _storable(value: str) -> str:
     if "\x00" in value:
         raise ValueError("contains a NUL character (\\u0000), which cannot be stored; remove it")
     return value
 
 
 def _strip_title(value: str) -> str:
-    stripped = _no_nul(value).strip()
+    stripped = _storable(value).strip()
     if not stripped:
         raise ValueError("title is empty; send a short title such as 'Buy milk'")
     return stripped
@@ -92,9 +93,9 @@ Title = Annotated[
     str, Field(min_length=1, max_length=TITLE_MAX, description="Short title."), AfterValidator(_strip_title)
 ]
 Description = Annotated[
-    str, Field(max_length=DESCRIPTION_MAX, description="Longer notes."), AfterValidator(_no_nul)
+    str, Field(max_length=DESCRIPTION_MAX, description="Longer notes."), AfterValidator(_storable)
 ]
-Tag = Annotated[str, Field(min_length=1, max_length=TAG_MAX), AfterValidator(_no_nul)]
+Tag = Annotated[str, Field(min_length=1, max_length=TAG_MAX), AfterValidator(_storable)]
 Tags = Annotated[
     list[Tag],
     Field(max_length=TAGS_MAX, description="Single-word labels, lowercased."),
@@ -102,19 +103,21 @@ Tags = Annotated[
 ]
 DueText = Annotated[
     str,
-    Field(description="Date 2026-12-24, or date-time with offset or [zone]."),
+    Field(max_length=DUE_MAX, description="Date 2026-12-24, or date-time with offset or [zone]."),
     AfterValidator(_canonical_due),
 ]
 ZoneName = Annotated[
-    str, Field(description="IANA zone for 'today'/'overdue', e.g. Europe/Paris."), AfterValidator(_known_zone)
+    str,
+    Field(max_length=64, description="IANA zone for 'today'/'overdue', e.g. Europe/Paris."),
+    AfterValidator(_known_zone),
 ]
 TaskId = Annotated[int, Field(ge=1)]
 TaskIds = Annotated[list[TaskId], Field(min_length=1, max_length=BULK_MAX)]
-RequestId = Annotated[str, Field(min_length=1, max_length=REQUEST_ID_MAX), AfterValidator(_no_nul)]
+RequestId = Annotated[str, Field(min_length=1, max_length=REQUEST_ID_MAX), AfterValidator(_storable)]
 Search = Annotated[
     str,
     Field(max_length=SEARCH_MAX, description="Words in title or description."),
-    AfterValidator(_no_nul),
+    AfterValidator(_storable),
 ]
 
 

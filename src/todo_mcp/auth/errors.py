@@ -13,7 +13,7 @@ def _header_safe(text: str) -> str:
 
 
 def shown(value: object, limit: int = 100) -> str:
-    """A value from a token, cut short enough to quote in a message."""
+    """A value from a token, cut short enough to quote in a message (then quoted with !r)."""
     text = str(value)
     return text if len(text) <= limit else text[:limit] + "..."
 

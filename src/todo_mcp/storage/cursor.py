@@ -1,7 +1,9 @@
-"""List cursors: the sort key of the last row of a page, tied to the query that made it.
+"""List cursors: the sort key of the last row of a page, tied to its query and signed.
 
 A cursor is opaque to callers. It holds a short fingerprint of the filters and sort order, so a
-cursor sent with another query is refused instead of silently giving a wrong page.
+cursor sent with another query is refused instead of silently giving a wrong page, and an HMAC
+with the deployment's key, so a cursor nobody issued is refused before anything in it is read.
+Every key it carries is checked for type and range all the same.
 """
 
 from __future__ import annotations
@@ -9,12 +11,15 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import json
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from todo_mcp.due import DUE_FIRST
 from todo_mcp.errors import InvalidCursor
 from todo_mcp.models import SortOrder, TaskQuery
+from todo_mcp.storage.table import ID_MAX, NO_DUE_SORT, RANK_PRIORITY
 
 # sort name -> ((column, descending), ...); the last column is always the unique id.
 SORTS: dict[SortOrder, tuple[tuple[str, bool], ...]] = {
@@ -23,29 +28,44 @@ SORTS: dict[SortOrder, tuple[tuple[str, bool], ...]] = {
     "due": (("due_sort", False), ("id", False)),
     "priority": (("priority", True), ("due_sort", False), ("id", False)),
 }
+_SIGNATURE_BYTES = 16
+_EARLIEST = datetime.combine(DUE_FIRST, datetime.min.time(), tzinfo=UTC) - timedelta(days=1)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def _fingerprint(query: TaskQuery) -> str:
     payload = query.model_dump(mode="json", exclude={"cursor", "limit"})
-    digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).digest()
-    return base64.urlsafe_b64encode(digest[:6]).decode()
+    return _b64(hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).digest()[:6])
 
 
-def encode_cursor(query: TaskQuery, row: Any) -> str:
-    """The cursor that continues `query` after `row`."""
+def _signature(key: bytes, body: str) -> str:
+    return _b64(hmac.new(key, body.encode(), hashlib.sha256).digest()[:_SIGNATURE_BYTES])
+
+
+def encode_cursor(query: TaskQuery, row: Any, key: bytes) -> str:
+    """The cursor that continues `query` after `row`, signed with `key`."""
     keys: list[Any] = []
     for column, _ in SORTS[query.sort]:
         value = getattr(row, column)
         keys.append(value.isoformat() if isinstance(value, datetime) else value)
-    raw = json.dumps({"q": _fingerprint(query), "k": keys}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    body = _b64(json.dumps({"q": _fingerprint(query), "k": keys}, separators=(",", ":")).encode())
+    return f"{body}.{_signature(key, body)}"
 
 
-def decode_cursor(query: TaskQuery, cursor: str) -> list[Any]:
-    """The sort key a cursor continues after; InvalidCursor if it was not made for `query`."""
+def decode_cursor(query: TaskQuery, cursor: str, key: bytes) -> list[Any]:
+    """The sort key a cursor continues after; InvalidCursor unless this deployment made it for `query`."""
+    body, _, signature = cursor.partition(".")
+    if not hmac.compare_digest(signature.encode(), _signature(key, body).encode()):
+        raise InvalidCursor
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        data = json.loads(raw)
+        data = json.loads(_unb64(body))
         keys = data["k"]
         columns = SORTS[query.sort]
         if data["q"] != _fingerprint(query) or len(keys) != len(columns):
@@ -56,8 +76,16 @@ def decode_cursor(query: TaskQuery, cursor: str) -> list[Any]:
 
 
 def _key(column: str, value: Any) -> Any:
+    """One sort key, checked for the column's type and range."""
     if column == "due_sort":
-        return datetime.fromisoformat(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    raise ValueError("cursor key of the wrong type")
+        instant = datetime.fromisoformat(value)
+        if instant.tzinfo is None or not _EARLIEST <= instant <= NO_DUE_SORT:
+            raise ValueError("due key out of range")
+        return instant
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError("key of the wrong type")
+    if column == "priority" and value not in RANK_PRIORITY:
+        raise ValueError("priority key out of range")
+    if column == "id" and not 1 <= value <= ID_MAX:
+        raise ValueError("id key out of range")
+    return value

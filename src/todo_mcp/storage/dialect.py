@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import ReturningInsert
 
@@ -26,6 +27,9 @@ class SqlDialect(Protocol):
 
     def insert(self, values: dict[str, Any], *, retry_key: bool) -> ReturningInsert[Any]:
         """INSERT ... RETURNING into tasks; with `retry_key`, a repeated key returns the existing row."""
+
+    def insert_if_absent(self, table: sa.Table, values: dict[str, Any]) -> sa.Insert:
+        """INSERT ... ON CONFLICT DO NOTHING: a row whose key exists already is left as it is."""
 
     def ids_match(self, ids: Sequence[int]) -> sa.ColumnElement[bool]:
         """`id` is one of `ids`, with a statement text that does not vary with their number."""
@@ -68,6 +72,10 @@ class Postgres:
     def insert(self, values: dict[str, Any], *, retry_key: bool) -> ReturningInsert[Any]:
         """PostgreSQL's INSERT ... ON CONFLICT."""
         return _returning(postgresql.insert(t).values(**values), retry_key=retry_key)
+
+    def insert_if_absent(self, table: sa.Table, values: dict[str, Any]) -> sa.Insert:
+        """PostgreSQL's INSERT ... ON CONFLICT DO NOTHING."""
+        return postgresql.insert(table).values(**values).on_conflict_do_nothing()
 
     def ids_match(self, ids: Sequence[int]) -> sa.ColumnElement[bool]:
         """`id = ANY(array)`: one parameter, so one statement text (and cached plan) for any count.
@@ -113,6 +121,10 @@ class SQLite:
         """SQLite's INSERT ... ON CONFLICT."""
         return _returning(sqlite.insert(t).values(**values), retry_key=retry_key)
 
+    def insert_if_absent(self, table: sa.Table, values: dict[str, Any]) -> sa.Insert:
+        """SQLite's INSERT ... ON CONFLICT DO NOTHING."""
+        return sqlite.insert(table).values(**values).on_conflict_do_nothing()
+
     def ids_match(self, ids: Sequence[int]) -> sa.ColumnElement[bool]:
         """`id IN (...)`."""
         return t.c.id.in_(_in_range(ids))
@@ -152,6 +164,6 @@ class SQLite:
 _DIALECTS: dict[str, SqlDialect] = {"postgresql": Postgres(), "sqlite": SQLite()}
 
 
-def dialect_of(conn: AsyncConnection) -> SqlDialect:
+def dialect_of(conn: AsyncConnection | Connection) -> SqlDialect:
     """The SQL pieces for the database `conn` is connected to."""
     return _DIALECTS[conn.dialect.name]

@@ -18,10 +18,11 @@ anything could have changed:
 from __future__ import annotations
 
 import logging
+import secrets
 import ssl
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import anyio
@@ -120,6 +121,8 @@ class Database:
     engine: AsyncEngine
     connect_backoff: tuple[float, ...] = CONNECT_BACKOFF
     statement_timeout: float = 5.0
+    # Signs list cursors: the deployment's key (see storage.startup), or one of this process's own.
+    cursor_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
 
     @classmethod
     def open(
@@ -129,13 +132,17 @@ class Database:
         pool_size: int = 5,
         connect_backoff: tuple[float, ...] = CONNECT_BACKOFF,
         statement_timeout: float = 5.0,
+        cursor_key: bytes | None = None,
     ) -> Database:
         """A pool for `target`; no connection is opened until the first call."""
         # Waiting for a pooled connection longer than a statement may take gains nothing.
         engine = make_engine(target, pool_size=pool_size, autocommit=True, checkout_timeout=statement_timeout)
-        return cls(
+        database = cls(
             target=target, engine=engine, connect_backoff=connect_backoff, statement_timeout=statement_timeout
         )
+        if cursor_key is not None:
+            database.cursor_key = cursor_key
+        return database
 
     async def run(
         self,

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from todo_mcp.due import parse_due
 from todo_mcp.models import DueWindow, TaskQuery
-from todo_mcp.storage.cursor import SORTS, decode_cursor
+from todo_mcp.storage.cursor import SORTS
 from todo_mcp.storage.dialect import SqlDialect
 from todo_mcp.storage.table import PRIORITY_RANK, tasks_table
 
@@ -23,9 +23,9 @@ def visible(owner: str) -> sa.ColumnElement[bool]:
 
 
 def list_conditions(
-    sql: SqlDialect, owner: str, query: TaskQuery, zone: ZoneInfo, now: datetime
+    sql: SqlDialect, owner: str, query: TaskQuery, zone: ZoneInfo, now: datetime, after: list[Any] | None
 ) -> list[sa.ColumnElement[bool]]:
-    """Every condition a row must meet to appear on this page of `query`."""
+    """Every condition a row must meet to appear on this page of `query` (after the sort key `after`)."""
     conditions: list[sa.ColumnElement[bool]] = [visible(owner)]
     if query.status != "all":
         conditions.append(t.c.status == query.status)
@@ -41,8 +41,8 @@ def list_conditions(
         conditions.extend(_due_bound(query.due_before, before=True))
     if query.due_after is not None:
         conditions.extend(_due_bound(query.due_after, before=False))
-    if query.cursor:
-        conditions.append(_after(query, decode_cursor(query, query.cursor)))
+    if after is not None:
+        conditions.append(_after(query, after))
     return conditions
 
 

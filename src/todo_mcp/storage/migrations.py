@@ -12,7 +12,6 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
-from todo_mcp.errors import ConfigError
 from todo_mcp.storage.engine import make_engine
 from todo_mcp.storage.url import DatabaseTarget
 
@@ -42,7 +41,7 @@ def head_revision() -> str:
     return head
 
 
-async def _with_sync_connection(target: DatabaseTarget, fn: Callable[[Connection], T]) -> T:
+async def with_sync_connection(target: DatabaseTarget, fn: Callable[[Connection], T]) -> T:
     """Start-up work (before anything is served), so the directory creation may block briefly."""
     if target.dialect == "sqlite":
         Path(target.url.database or "").parent.mkdir(parents=True, exist_ok=True)
@@ -60,27 +59,15 @@ async def migrate(target: DatabaseTarget) -> str:
     def upgrade(connection: Connection) -> None:
         command.upgrade(_alembic_config(connection), "head")
 
-    await _with_sync_connection(target, upgrade)
+    await with_sync_connection(target, upgrade)
     return head_revision()
+
+
+def revision_of(connection: Connection) -> str | None:
+    """The revision the database of `connection` is at (None for an empty database)."""
+    return MigrationContext.configure(connection).get_current_revision()
 
 
 async def current_revision(target: DatabaseTarget) -> str | None:
     """The revision the database is at (None for an empty database)."""
-
-    def read(connection: Connection) -> str | None:
-        return MigrationContext.configure(connection).get_current_revision()
-
-    return await _with_sync_connection(target, read)
-
-
-async def prepare(target: DatabaseTarget, migration_target: DatabaseTarget, *, auto_migrate: bool) -> None:
-    """At start-up: migrate (embedded default, or when asked) or check that the schema is current."""
-    if auto_migrate:
-        await migrate(migration_target)
-        return
-    current, head = await current_revision(target), head_revision()
-    if current != head:
-        raise ConfigError(
-            f"the database schema is at revision {current or 'none'}, this server needs {head}: "
-            "run `todo-ledger migrate` (or set TODO_MCP_AUTO_MIGRATE=true)"
-        )
+    return await with_sync_connection(target, revision_of)

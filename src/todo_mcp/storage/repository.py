@@ -18,9 +18,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from todo_mcp.due import parse_due, zone_info
-from todo_mcp.errors import IdempotencyConflict, TaskNotFound, VersionConflict
+from todo_mcp.errors import CreatedThenDeleted, IdempotencyConflict, TaskNotFound, VersionConflict
 from todo_mcp.models import LIST_DESCRIPTION_MAX, PATCHABLE, Task, TaskCreate, TaskPage, TaskPatch, TaskQuery
-from todo_mcp.storage.cursor import encode_cursor
+from todo_mcp.storage.cursor import decode_cursor, encode_cursor
 from todo_mcp.storage.dialect import dialect_of
 from todo_mcp.storage.filters import list_conditions, order_by, visible
 from todo_mcp.storage.table import ID_MAX, NO_DUE_SORT, PRIORITY_RANK, VERSION_MAX, task_from_row, tasks_table
@@ -75,6 +75,8 @@ async def create_task(conn: AsyncConnection, *, owner: str, data: TaskCreate) ->
     }
     stmt = dialect_of(conn).insert(values, retry_key=data.client_request_id is not None)
     row = (await conn.execute(stmt)).one()
+    if data.client_request_id is not None and row.deleted_at is not None:
+        raise CreatedThenDeleted(data.client_request_id, row.id)
     if data.client_request_id is not None and row.request_hash != request_hash:
         raise IdempotencyConflict(data.client_request_id, row.id)
     return task_from_row(row)
@@ -90,10 +92,13 @@ async def get_task(conn: AsyncConnection, *, owner: str, task_id: int) -> Task:
     return task_from_row(row)
 
 
-async def list_tasks(conn: AsyncConnection, *, owner: str, query: TaskQuery, default_tz: str) -> TaskPage:
-    """One page of tasks in a stable order; next_cursor continues exactly after the last row."""
+async def list_tasks(
+    conn: AsyncConnection, *, owner: str, query: TaskQuery, default_tz: str, cursor_key: bytes
+) -> TaskPage:
+    """One page of tasks in a stable order; next_cursor (signed with `cursor_key`) continues after it."""
     zone = zone_info(query.tz or default_tz)
-    conditions = list_conditions(dialect_of(conn), owner, query, zone, utcnow())
+    after = decode_cursor(query, query.cursor, cursor_key) if query.cursor else None
+    conditions = list_conditions(dialect_of(conn), owner, query, zone, utcnow(), after)
     stmt = sa.select(t).where(*conditions).order_by(*order_by(query)).limit(query.limit + 1)
     rows = (await conn.execute(stmt)).all()
     page, more = rows[: query.limit], len(rows) > query.limit
@@ -103,7 +108,7 @@ async def list_tasks(conn: AsyncConnection, *, owner: str, query: TaskQuery, def
         if task.description and len(task.description) > LIST_DESCRIPTION_MAX:
             task.description = task.description[: LIST_DESCRIPTION_MAX - 1] + "…"
         tasks.append(task)
-    return TaskPage(tasks=tasks, next_cursor=encode_cursor(query, page[-1]) if more else None)
+    return TaskPage(tasks=tasks, next_cursor=encode_cursor(query, page[-1], cursor_key) if more else None)
 
 
 # --- update ------------------------------------------------------------------------------------------

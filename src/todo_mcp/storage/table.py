@@ -84,6 +84,18 @@ class TaskRecord(SQLModel, table=True):
 tasks_table: sa.Table = TaskRecord.__table__  # type: ignore[attr-defined]
 
 
+class SecretRecord(SQLModel, table=True):
+    """A secret of this deployment, generated once and shared by every replica (the cursor key)."""
+
+    __tablename__ = "server_secrets"
+
+    name: str = TableField(sa_column=sa.Column(sa.String(64), primary_key=True))
+    value: str = TableField(sa_column=sa.Column(sa.String(128), nullable=False))
+
+
+secrets_table: sa.Table = SecretRecord.__table__  # type: ignore[attr-defined]
+
+
 def task_from_row(row: Any) -> Task:
     """The `Task` a row of `tasks` shows."""
     return Task(

@@ -23,6 +23,11 @@ _WORDS: dict[type[errors.TodoError], str] = {
         "client_request_id {key!r} was already used for task {task_id} with different content. Send a new "
         "client_request_id to create another task, or the original content to get that task back."
     ),
+    errors.CreatedThenDeleted: (
+        "client_request_id {key!r} already created task {task_id}, which has since been deleted. To get it "
+        "back, call delete_task with task_ids [{task_id}] and restore true; to create another task, send a "
+        "new client_request_id."
+    ),
     errors.InvalidCursor: (
         "cursor is not valid for this query: send the next_cursor of the previous list_tasks call with the "
         "same filters and sort, or leave cursor out to start from the first page"

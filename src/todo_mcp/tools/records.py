@@ -115,7 +115,7 @@ def tool(scope: str, hints: Hints) -> Callable[[Handler[In, Out]], Handler[In, O
         TOOLS.append(
             ToolRecord(
                 name=handler.__name__,
-                description=inspect.getdoc(handler) or "",
+                description=" ".join((inspect.getdoc(handler) or "").split()),
                 input=types["args"],
                 output=types["return"],
                 hints=hints,
@@ -136,9 +136,16 @@ async def add_task(call: ToolCall, args: TaskCreate) -> Task:
 
 @tool(READ, READS)
 async def list_tasks(call: ToolCall, args: TaskQuery) -> TaskPage:
-    """List tasks matching all given filters, one page at a time (descriptions cut to 200 chars)."""
+    """List tasks matching all given filters, one page at a time (descriptions cut to 200 chars).
+
+    Paging never repeats or skips a task, except one whose due or priority changes in between.
+    """
     return await call.db.run(
-        repository.list_tasks, owner=call.owner, query=args, default_tz=call.settings.timezone
+        repository.list_tasks,
+        owner=call.owner,
+        query=args,
+        default_tz=call.settings.timezone,
+        cursor_key=call.db.cursor_key,
     )
 
 

@@ -60,7 +60,13 @@ def add_plan_day_prompt(mcp: MCPServer[Any], db: Database, settings: Settings, i
         try:
             owner = require(identity(), READ)
             query = TaskQuery(due="overdue_or_today", sort="priority", limit=PAGE_MAX, tz=tz or None)
-            page = await db.run(repository.list_tasks, owner=owner, query=query, default_tz=settings.timezone)
+            page = await db.run(
+                repository.list_tasks,
+                owner=owner,
+                query=query,
+                default_tz=settings.timezone,
+                cursor_key=db.cursor_key,
+            )
         except ValidationError as error:
             raise protocol_error(InvalidInput.from_pydantic(error.errors(include_url=False))) from None
         except TodoError as error:

@@ -64,6 +64,11 @@ _ANSWERS: dict[type[errors.TodoError], tuple[int, str]] = {
         "Idempotency key {key!r} already created task {task_id} with different content; send a new key to "
         "create another task, or the original content to get task {task_id} back.",
     ),
+    errors.CreatedThenDeleted: (
+        409,
+        "Idempotency key {key!r} already created task {task_id}, which has since been deleted; restore it "
+        "with POST /api/tasks/{task_id}/restore, or send a new key to create another task.",
+    ),
     errors.InvalidCursor: (
         422,
         "cursor is not valid for this query: send the next_cursor of the previous page with the same "

@@ -15,7 +15,7 @@ from fastapi.security import HTTPBearer
 from pydantic import BaseModel
 
 from todo_mcp.config import Settings
-from todo_mcp.errors import InvalidInput, NothingToChange, TaskNotFound
+from todo_mcp.errors import InvalidInput, NothingToChange, TaskNotFound, excerpt
 from todo_mcp.identity import READ, WRITE, require
 from todo_mcp.models import PATCHABLE, Task, TaskCreate, TaskPage, TaskPatch, TaskQuery
 from todo_mcp.storage import repository
@@ -105,7 +105,8 @@ def _version_from_if_match(value: str | None) -> int | None:
     if not text.isdigit() or int(text) < 1:
         raise InvalidInput.one(
             "header.If-Match",
-            f'{value!r} is not a task version; send the version (or ETag) of the task you read, e.g. "3"',
+            f"{excerpt(value)} is not a task version; send the version (or ETag) of the task you read, "
+            'e.g. "3"',
         )
     return int(text)
 
@@ -146,7 +147,13 @@ async def list_tasks(
     db: Db, settings: Config, owner: Reader, query: Annotated[TaskQuery, Query()]
 ) -> TaskPage:
     """Tasks matching all the given filters, one page at a time; pass `next_cursor` as `cursor`."""
-    return await db.run(repository.list_tasks, owner=owner, query=query, default_tz=settings.timezone)
+    return await db.run(
+        repository.list_tasks,
+        owner=owner,
+        query=query,
+        default_tz=settings.timezone,
+        cursor_key=db.cursor_key,
+    )
 
 
 @read_router.get(

@@ -1,0 +1,59 @@
+"""What a server does once before it serves: the schema brought to date (or checked), and its keys.
+
+The key that signs list cursors is the deployment's: TODO_MCP_CURSOR_SECRET when set, otherwise a
+random secret generated on first start and kept in the database, so that every replica shares it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from todo_mcp.errors import ConfigError
+from todo_mcp.storage.dialect import dialect_of
+from todo_mcp.storage.migrations import head_revision, migrate, revision_of, with_sync_connection
+from todo_mcp.storage.table import secrets_table
+from todo_mcp.storage.url import DatabaseTarget
+
+CURSOR_KEY_ROW = "cursor"  # the name of its row in server_secrets
+
+
+def key_from_secret(secret: str) -> bytes:
+    """A 32-byte signing key from a secret of any length."""
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def _stored_secret(connection: Connection, name: str) -> str:
+    """The secret called `name`, created on first use (concurrent first starts agree on one)."""
+    candidate = secrets.token_urlsafe(32)
+    connection.execute(
+        dialect_of(connection).insert_if_absent(secrets_table, {"name": name, "value": candidate})
+    )
+    stored: str = connection.execute(
+        sa.select(secrets_table.c.value).where(secrets_table.c.name == name)
+    ).scalar_one()
+    return stored
+
+
+async def prepare(
+    target: DatabaseTarget, migration_target: DatabaseTarget, *, auto_migrate: bool, cursor_secret: str | None
+) -> bytes:
+    """Migrate (embedded default, or when asked) or check the schema; return the cursor-signing key."""
+    if auto_migrate:
+        await migrate(migration_target)
+    head = head_revision()
+
+    def check_and_read_key(connection: Connection) -> bytes:
+        if not auto_migrate:
+            current = revision_of(connection)
+            if current != head:
+                raise ConfigError(
+                    f"the database schema is at revision {current or 'none'}, this server needs {head}: "
+                    "run `todo-ledger migrate` (or set TODO_MCP_AUTO_MIGRATE=true)"
+                )
+        return key_from_secret(cursor_secret or _stored_secret(connection, CURSOR_KEY_ROW))
+
+    return await with_sync_connection(target, check_and_read_key)
