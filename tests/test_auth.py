@@ -57,11 +57,18 @@ async def verifier_for(
     server: JWKSServer,
     *,
     cooldown: float = 30.0,
+    retry_cooldown: float = 1.0,
     max_age: float = 3600.0,
     fetch_timeout: float = 5.0,
     **options: Any,
 ) -> AsyncIterator[TokenVerifier]:
-    cache = JWKSCache(server.url, refresh_cooldown=cooldown, max_age=max_age, timeout=fetch_timeout)
+    cache = JWKSCache(
+        server.url,
+        refresh_cooldown=cooldown,
+        retry_cooldown=retry_cooldown,
+        max_age=max_age,
+        timeout=fetch_timeout,
+    )
     verifier = TokenVerifier(
         jwks=cache,
         issuers=[ORIGIN, OAUTH_ISSUER],
@@ -384,7 +391,7 @@ async def test_a_rotated_in_key_works_without_restart(keys: Keys, jwks: JWKSServ
 
 
 async def test_a_withdrawn_key_stops_working_once_the_cache_is_old(keys: Keys, jwks: JWKSServer) -> None:
-    async with verifier_for(jwks, cooldown=0, max_age=0) as verifier:
+    async with verifier_for(jwks, cooldown=0, retry_cooldown=0, max_age=0) as verifier:
         assert (await verifier.verify(keys.es.sign(jwt_plugin_claims()))).user_id == USER
         jwks.withdraw(keys.es)
         with pytest.raises(AuthError, match="not in the auth server's key set"):
@@ -394,14 +401,16 @@ async def test_a_withdrawn_key_stops_working_once_the_cache_is_old(keys: Keys, j
 
 async def test_known_keys_keep_working_while_the_jwks_endpoint_is_down(keys: Keys, jwks: JWKSServer) -> None:
     token = keys.ed.sign(jwt_plugin_claims())
-    # max_age 0 and cooldown 0: every verification tries to refetch, so each outage is exercised.
-    async with verifier_for(jwks, cooldown=0, max_age=0) as verifier:
+    # max_age 0 and cooldowns 0: every verification tries to refetch, so each outage is exercised.
+    async with verifier_for(jwks, cooldown=0, retry_cooldown=0, max_age=0) as verifier:
         await verifier.verify(token)
 
         jwks.status = 500
         assert (await verifier.verify(token)).user_id == USER
-        with pytest.raises(AuthError, match="not in the auth server's key set"):
+        # A key it cannot look up now is not called invalid: the client keeps its token and retries.
+        with pytest.raises(AuthError, match="cannot be checked now") as unknown:
             await verifier.verify(keys.rogue.sign(jwt_plugin_claims(), kid="invented"))
+        assert (unknown.value.status, unknown.value.error) == (503, "temporarily_unavailable")
 
         jwks.status, jwks.body = 200, b"<html>maintenance</html>"
         assert (await verifier.verify(token)).user_id == USER
@@ -417,18 +426,32 @@ async def test_known_keys_keep_working_while_the_jwks_endpoint_is_down(keys: Key
     assert jwks.requests == fetched
 
 
-async def test_no_key_was_ever_fetched_means_a_clear_refusal(keys: Keys, jwks: JWKSServer) -> None:
+async def test_no_key_was_ever_fetched_means_try_again_not_invalid(keys: Keys, jwks: JWKSServer) -> None:
     jwks.status = 503
     async with verifier_for(jwks) as verifier:
-        with pytest.raises(AuthError, match=re.escape(f"signing keys could not be fetched from {jwks.url};")):
+        with pytest.raises(
+            AuthError, match=re.escape(f"signing keys could not be fetched from {jwks.url},")
+        ) as raised:
             await verifier.verify(keys.ed.sign(jwt_plugin_claims()))
+    assert (raised.value.status, raised.value.error) == (503, "temporarily_unavailable")
+
+
+async def test_keys_work_again_as_soon_as_the_auth_server_is_back(keys: Keys, jwks: JWKSServer) -> None:
+    """The long cooldown paces refetches after a success; after a failure the next try comes soon."""
+    jwks.status = 500
+    async with verifier_for(jwks, cooldown=30, retry_cooldown=0) as verifier:
+        with pytest.raises(AuthError, match="cannot be checked now"):
+            await verifier.verify(keys.ed.sign(jwt_plugin_claims()))
+        jwks.status = 200
+        assert (await verifier.verify(keys.ed.sign(jwt_plugin_claims()))).user_id == USER
 
 
 async def test_a_hung_jwks_endpoint_times_out(keys: Keys, jwks: JWKSServer) -> None:
     jwks.hold = threading.Event()  # released only when the server stops
     async with verifier_for(jwks, fetch_timeout=0.3) as verifier:
-        with pytest.raises(AuthError, match="could not be fetched"):
+        with pytest.raises(AuthError, match="could not be fetched") as raised:
             await verifier.verify(keys.ed.sign(jwt_plugin_claims()))
+    assert raised.value.status == 503
 
 
 async def test_fetching_keys_does_not_block_the_event_loop(keys: Keys, jwks: JWKSServer) -> None:

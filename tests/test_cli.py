@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mcp import Client, StdioServerParameters
@@ -138,3 +140,52 @@ def test_python_dash_m_runs_the_same_command(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == _run("--help", env=_env(), cwd=tmp_path).stdout
+
+
+def test_a_malformed_stdio_frame_is_answered_when_its_id_can_be_read(tmp_path: Path) -> None:
+    """A client waiting for id 5 gets a reply; a line with no readable id is skipped; the session goes on."""
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"},
+        },
+    }
+    with subprocess.Popen(
+        [str(SCRIPT)],
+        env=_env(TODO_MCP_DATA_DIR=str(tmp_path)),
+        cwd=tmp_path,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+
+        def exchange(line: str) -> dict[str, Any]:
+            assert proc.stdin is not None
+            assert proc.stdout is not None
+            proc.stdin.write(line + "\n")
+            proc.stdin.flush()
+            answer: dict[str, Any] = json.loads(proc.stdout.readline())
+            return answer
+
+        try:
+            assert exchange(json.dumps(initialize))["id"] == 1
+            refused = [
+                exchange('{"jsonrpc": "2.0", "id": 5, "method": 123}'),
+                exchange('{"jsonrpc": "2.0", "id": "six"}'),
+            ]
+            pinged = exchange('this is not json\n{"jsonrpc": "2.0", "id": 7, "method": "ping"}')
+        finally:
+            proc.stdin.close()
+            proc.wait(timeout=30)
+        stderr = proc.stderr.read()
+    assert pinged == {"jsonrpc": "2.0", "id": 7, "result": {}}
+    assert [(answer["id"], answer["error"]["code"]) for answer in refused] == [(5, -32600), ("six", -32600)]
+    assert "skipped a stdio line that is not JSON-RPC" in stderr

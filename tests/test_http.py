@@ -380,12 +380,33 @@ async def test_a_read_only_token_reads_but_never_writes(env: Env) -> None:
                 "tools/call", {"name": "update_task", "arguments": {"task_id": seeded["id"], "title": "x"}}
             ),
         )
-    for refused in (modern, batch, rest_create, rest_delete, over_sse):
+    for refused in (modern, batch, rest_create, rest_delete):
         # The scopes the token has plus the missing one, so that a client re-authorising keeps reading.
         _assert_insufficient_scope(refused, env, "todo:read todo:write")
+    # Over SSE the POST is accepted and the refusal travels on the stream (the next test reads it).
+    assert over_sse.status_code == 202
     assert rest_read.status_code == 200
     assert rest_read.json() == seeded
     assert await _count(env, user) == 1
+
+
+async def test_over_sse_a_refused_call_is_answered_on_the_stream(env: Env) -> None:
+    """The SSE POST only acknowledges: the client waits on its stream, so the refusal is sent there too."""
+    user = new_user()
+    async with mcp_client(env.server, "sse", token=env.read_only(user)) as client:
+        with anyio.fail_after(10), pytest.raises(MCPError) as raised:
+            await client.call_tool("add_task", {"title": "not allowed"})
+        assert structured(await client.call_tool("list_tasks", {}))["tasks"] == []
+    assert "lacks the todo:write scope" in raised.value.error.message
+    assert await _count(env, user) == 0
+
+
+@pytest.mark.parametrize("subject", ["u" * 256, "bad\x00user"])
+async def test_a_subject_the_database_cannot_hold_is_a_401_with_a_reason(env: Env, subject: str) -> None:
+    async with httpx2.AsyncClient(base_url=env.server.base, headers=via(_address())) as http:
+        response = await http.get("/api/tasks", headers=bearer(env.token(subject)))
+    assert response.status_code == 401
+    assert "token 'sub' claim cannot name a user here" in response.json()["error_description"]
 
 
 async def test_a_token_without_todo_scopes_cannot_read(env: Env) -> None:
@@ -423,7 +444,7 @@ async def test_each_request_in_a_legacy_session_is_checked_with_its_own_token(en
 # --- 429 ---------------------------------------------------------------------------------------------------
 
 
-async def test_repeated_bad_tokens_from_one_address_are_slowed_down(env: Env) -> None:
+async def test_repeated_bad_tokens_are_slowed_down_without_locking_out_valid_ones(env: Env) -> None:
     attacker, neighbour = _address(), _address()
     good = env.token(new_user())
     async with httpx2.AsyncClient(base_url=env.server.base) as http:
@@ -433,13 +454,16 @@ async def test_repeated_bad_tokens_from_one_address_are_slowed_down(env: Env) ->
             ).status_code
             for n in range(12)
         ]
-        blocked = await http.get("/api/tasks", headers={**via(attacker), **bearer(good)})
+        slowed = await http.get("/api/tasks", headers={**via(attacker), **bearer("forged.again.token")})
+        valid_there = await http.get("/api/tasks", headers={**via(attacker), **bearer(good)})
         other = await http.get("/api/tasks", headers={**via(neighbour), **bearer(good)})
     assert statuses[:10] == [401] * 10
     assert statuses[10:] == [429, 429]
-    assert blocked.status_code == 429
-    assert int(blocked.headers["retry-after"]) >= 1
-    assert blocked.json()["error"] == "rate_limited"
+    assert slowed.status_code == 429
+    assert int(slowed.headers["retry-after"]) >= 1
+    assert slowed.json()["error"] == "rate_limited"
+    # Someone else's bad tokens from the same address never lock a valid token out.
+    assert valid_there.status_code == 200
     assert other.status_code == 200
 
 

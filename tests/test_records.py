@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -17,7 +16,7 @@ from todo_mcp.storage.engine import Database
 from todo_mcp.tools import records
 from todo_mcp.tools.schema import input_schema, result_schema
 from todo_mcp.tools.server import build_server
-from todo_mcp.web.jsonrpc import needed_scopes
+from todo_mcp.web.jsonrpc import Peek, peek
 
 pytestmark = pytest.mark.anyio
 
@@ -36,11 +35,12 @@ def test_every_record_is_complete_and_its_scope_follows_its_hints() -> None:
 
 def test_the_http_gate_asks_each_call_for_the_scope_of_its_record() -> None:
     for record in records.TOOLS:
-        assert needed_scopes(json.dumps(_call(record.name)).encode()) == ({record.scope}, 1)
+        assert peek(_call(record.name)) == Peek(scopes={record.scope}, calls=1)
     batch = [_call(record.name) for record in records.TOOLS]
-    assert needed_scopes(json.dumps(batch).encode()) == ({READ, WRITE}, len(records.TOOLS))
-    assert needed_scopes(json.dumps(_call("no_such_tool")).encode()) == ({READ}, 1)
-    assert needed_scopes(b"{not json") == (set(), 0)
+    assert peek(batch) == Peek(scopes={READ, WRITE}, calls=len(records.TOOLS))
+    assert peek(_call("no_such_tool")) == Peek(scopes={READ}, calls=1)
+    assert peek({"jsonrpc": "2.0", "id": 1, "method": "initialize"}) == Peek(calls=1, initializes=True)
+    assert peek("not a message") == Peek()
 
 
 async def test_every_record_is_registered_as_declared(client: Client) -> None:
@@ -67,6 +67,13 @@ def _server(database: Database, settings: Settings, principal: Principal) -> MCP
     return build_server(database, settings=settings, identity=lambda: principal)
 
 
+async def test_an_unknown_prompt_is_invalid_params_naming_the_prompts(client: Client) -> None:
+    with pytest.raises(MCPError) as raised:
+        await client.get_prompt("no_such_prompt", {})
+    assert raised.value.error.code == -32602
+    assert raised.value.error.message == "Unknown prompt: 'no_such_prompt'; the prompts are plan_day"
+
+
 async def test_the_prompt_names_a_bad_time_zone(client: Client) -> None:
     with pytest.raises(MCPError) as raised:
         await client.get_prompt("plan_day", {"tz": "Mars/Olympus_Mons"})
@@ -75,16 +82,20 @@ async def test_the_prompt_names_a_bad_time_zone(client: Client) -> None:
     assert "IANA name such as Europe/Paris" in message
 
 
-async def test_resources_prompts_and_tools_word_a_missing_scope_alike(
+async def test_resources_prompts_and_tools_refuse_a_missing_scope_alike(
     database: Database, settings: Settings, owner: str
 ) -> None:
+    """A missing scope is a JSON-RPC error everywhere: no other arguments would cure it."""
     write_only = Principal(user_id=owner, scopes=frozenset({WRITE}))
+    messages: list[str] = []
     async with Client(_server(database, settings, write_only), mode="2026-07-28") as client:
-        agent = Agent(client)
-        task = await agent.add("Written, not readable")
-        tool_text = await agent.fail("get_task", task_id=task["id"])
-        resource_text = await agent.read_error(f"task://{task['id']}")
-        with pytest.raises(MCPError) as raised:
-            await client.get_prompt("plan_day", {})
-    expected = "this token lacks the todo:read scope; sign in again granting todo:read"
-    assert tool_text == resource_text == raised.value.error.message == expected
+        task = await Agent(client).add("Written, not readable")
+        for attempt in (
+            client.call_tool("get_task", {"task_id": task["id"]}),
+            client.read_resource(f"task://{task['id']}", cache_mode="bypass"),
+            client.get_prompt("plan_day", {}),
+        ):
+            with pytest.raises(MCPError) as raised:
+                await attempt
+            messages.append(raised.value.error.message)
+    assert messages == ["this token lacks the todo:read scope; sign in again granting todo:read"] * 3

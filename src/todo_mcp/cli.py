@@ -66,7 +66,12 @@ HTTP and auth settings (environment variables or .env):
                                TODO_MCP_PUBLIC_URL, comma-separated (name or name:port; * = any)
   TODO_MCP_CORS_ORIGINS        browser origins allowed to call, comma-separated (default: none)
   TODO_MCP_RATE_LIMIT_PER_MINUTE  tool calls and REST calls per user per minute, counted in each
-                               replica (default 120; 0 = no limit)
+                               replica (default 120; 0 = no limit); initialize counts as a call
+  TODO_MCP_MAX_BODY_BYTES      largest request body, in bytes (default 1048576)
+  TODO_MCP_HTTP_READ_TIMEOUT   seconds to send a request's headers, and its body (default 10)
+  TODO_MCP_SESSIONS_PER_USER   open handshake-era sessions per user (default 16)
+  TODO_MCP_STREAMS_PER_USER    open SSE streams per user (default 8)
+  TODO_MCP_SESSION_IDLE_TIMEOUT  seconds before an idle session ends (default 1800)
   FORWARDED_ALLOW_IPS          proxies whose X-Forwarded-For/-Proto are trusted (default 127.0.0.1)
 Repeated failed authentications from one client address get 429 with Retry-After.
 Database settings: see `todo-ledger --help`.
@@ -204,6 +209,7 @@ async def _serve_http(args: argparse.Namespace, settings: Settings, verifier: To
     import uvicorn
 
     from todo_mcp.web.app import create_app
+    from todo_mcp.web.http11 import BoundedH11Protocol
 
     database = await _open_database(settings)
     app = create_app(settings, database=database, verifier=verifier, stateless=args.stateless)
@@ -221,6 +227,7 @@ async def _serve_http(args: argparse.Namespace, settings: Settings, verifier: To
         app,
         host=args.host,
         port=args.port,
+        http=BoundedH11Protocol.with_header_timeout(settings.http_read_timeout),
         log_config=None,
         log_level=settings.log_level.lower(),
         server_header=False,

@@ -102,6 +102,17 @@ class Settings(BaseSettings):
     allowed_hosts: CommaList = Field(default_factory=list, validation_alias="TODO_MCP_ALLOWED_HOSTS")
     cors_origins: CommaList = Field(default_factory=list, validation_alias="TODO_MCP_CORS_ORIGINS")
     rate_limit_per_minute: int = Field(default=120, ge=0, validation_alias="TODO_MCP_RATE_LIMIT_PER_MINUTE")
+    max_body_bytes: int = Field(
+        default=1_048_576, ge=4096, le=64 * 1_048_576, validation_alias="TODO_MCP_MAX_BODY_BYTES"
+    )
+    http_read_timeout: float = Field(
+        default=10.0, gt=0, le=300, validation_alias="TODO_MCP_HTTP_READ_TIMEOUT"
+    )
+    sessions_per_user: int = Field(default=16, ge=1, le=10_000, validation_alias="TODO_MCP_SESSIONS_PER_USER")
+    streams_per_user: int = Field(default=8, ge=1, le=10_000, validation_alias="TODO_MCP_STREAMS_PER_USER")
+    session_idle_timeout: float = Field(
+        default=1800.0, gt=0, le=86_400, validation_alias="TODO_MCP_SESSION_IDLE_TIMEOUT"
+    )
 
     @field_validator(
         "auth_issuer",

@@ -33,7 +33,9 @@ class JWKSCache:
     An unknown `kid` triggers a refetch, at most once per `refresh_cooldown` seconds, and
     concurrent refetches share one request. Keys older than `max_age` are refetched on use so a
     key removed from the set stops working; when a refetch fails the keys already known stay
-    in use.
+    in use. After a failed fetch the next may come `retry_cooldown` seconds later, so that the
+    keys work again as soon as the auth server is back; until then a token whose key is not
+    known cannot be judged, and is answered 503 rather than called invalid.
     """
 
     def __init__(
@@ -41,12 +43,15 @@ class JWKSCache:
         url: str,
         *,
         refresh_cooldown: float = 30.0,
+        retry_cooldown: float = 1.0,
         timeout: float = 5.0,
         max_age: float = 3600.0,
         http_client: httpx2.AsyncClient | None = None,
     ) -> None:
         self.url = url
         self._cooldown = refresh_cooldown
+        self._retry_cooldown = retry_cooldown
+        self._last_failed = False
         self._max_age = max_age
         self._timeout = timeout
         self._owns_client = http_client is None
@@ -67,9 +72,12 @@ class JWKSCache:
             key = self._find(kid, alg)
         if key is not None:
             return key
-        if self._fetched_at is None:
+        if self._fetched_at is None or self._last_failed:
             raise AuthError(
-                f"the auth server's signing keys could not be fetched from {self.url}; try again later"
+                f"the auth server's signing keys could not be fetched from {self.url}, so this token cannot "
+                "be checked now; keep it and retry in a few seconds",
+                error="temporarily_unavailable",
+                status=503,
             )
         if kid is None:
             raise AuthError(
@@ -129,12 +137,15 @@ class JWKSCache:
             if self._generation != generation:
                 return  # a fetch finished while this caller waited: use its result
             now = time.monotonic()
-            if self._last_attempt is not None and now - self._last_attempt < self._cooldown:
+            cooldown = self._retry_cooldown if self._last_failed else self._cooldown
+            if self._last_attempt is not None and now - self._last_attempt < cooldown:
                 return
             self._last_attempt = now
             try:
                 self._install(await self._fetch())
+                self._last_failed = False
             except (httpx2.HTTPError, ValueError) as error:
+                self._last_failed = True
                 logger.warning("could not fetch the JWKS from %s: %s", self.url, error)
             finally:
                 self._generation += 1

@@ -36,6 +36,7 @@ SUPPORTED_ALGORITHMS = frozenset(
     {"EdDSA", "ES256", "ES256K", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
 )
 _ACCEPTED_TYP = frozenset({"jwt", "at+jwt", "application/jwt", "application/at+jwt"})
+SUBJECT_MAX = 255  # the owner_id column
 _JWS_COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _DECODE_PROBLEMS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
     (jwt.ExpiredSignatureError, "token expired; get a new token"),
@@ -233,6 +234,11 @@ class TokenVerifier:
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub.strip():
             raise AuthError("token 'sub' claim is empty; it must name the user")
+        if len(sub) > SUBJECT_MAX or not sub.isprintable():
+            raise AuthError(
+                "token 'sub' claim cannot name a user here: it must be printable text of at most "
+                f"{SUBJECT_MAX} characters; use a token of the configured auth server"
+            )
         if "cnf" in claims:
             # A sender-constrained (DPoP / mTLS) token replayed as a plain bearer token must not pass.
             raise AuthError(

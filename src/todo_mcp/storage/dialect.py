@@ -7,7 +7,7 @@ CONFLICT, and how a version-checked update reports a conflict.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -66,16 +66,24 @@ def _returning(stmt: postgresql.Insert | sqlite.Insert, *, retry_key: bool) -> R
     return stmt.returning(*t.c)
 
 
-class Postgres:
-    """PostgreSQL: array parameters, tsvector search, one statement for a checked update."""
+class _Upserts:
+    """INSERT ... ON CONFLICT, which both databases spell alike with their own construct."""
+
+    _construct: Callable[[sa.Table], postgresql.Insert | sqlite.Insert]
 
     def insert(self, values: dict[str, Any], *, retry_key: bool) -> ReturningInsert[Any]:
-        """PostgreSQL's INSERT ... ON CONFLICT."""
-        return _returning(postgresql.insert(t).values(**values), retry_key=retry_key)
+        """INSERT ... RETURNING into tasks; with `retry_key`, a repeated key returns the existing row."""
+        return _returning(self._construct(t).values(**values), retry_key=retry_key)
 
     def insert_if_absent(self, table: sa.Table, values: dict[str, Any]) -> sa.Insert:
-        """PostgreSQL's INSERT ... ON CONFLICT DO NOTHING."""
-        return postgresql.insert(table).values(**values).on_conflict_do_nothing()
+        """INSERT ... ON CONFLICT DO NOTHING."""
+        return self._construct(table).values(**values).on_conflict_do_nothing()
+
+
+class Postgres(_Upserts):
+    """PostgreSQL: array parameters, tsvector search, one statement for a checked update."""
+
+    _construct = staticmethod(postgresql.insert)
 
     def ids_match(self, ids: Sequence[int]) -> sa.ColumnElement[bool]:
         """`id = ANY(array)`: one parameter, so one statement text (and cached plan) for any count.
@@ -114,16 +122,10 @@ class Postgres:
         return (row if row.id is not None else None), row.current_version
 
 
-class SQLite:
+class SQLite(_Upserts):
     """SQLite: JSON tag arrays, substring search, a second statement to explain a refused update."""
 
-    def insert(self, values: dict[str, Any], *, retry_key: bool) -> ReturningInsert[Any]:
-        """SQLite's INSERT ... ON CONFLICT."""
-        return _returning(sqlite.insert(t).values(**values), retry_key=retry_key)
-
-    def insert_if_absent(self, table: sa.Table, values: dict[str, Any]) -> sa.Insert:
-        """SQLite's INSERT ... ON CONFLICT DO NOTHING."""
-        return sqlite.insert(table).values(**values).on_conflict_do_nothing()
+    _construct = staticmethod(sqlite.insert)
 
     def ids_match(self, ids: Sequence[int]) -> sa.ColumnElement[bool]:
         """`id IN (...)`."""

@@ -22,10 +22,11 @@ from pydantic import BaseModel, ValidationError
 
 from todo_mcp import __version__
 from todo_mcp.config import Settings
-from todo_mcp.errors import TodoError
+from todo_mcp.errors import ScopeMissing, TodoError
 from todo_mcp.identity import Principal, require
 from todo_mcp.storage.engine import Database
-from todo_mcp.tools.errors import explain, invalid_arguments
+from todo_mcp.tools.errors import explain, invalid_arguments, protocol_error
+from todo_mcp.tools.protocol import LedgerServer
 from todo_mcp.tools.records import ToolCall, ToolRecord, offered
 from todo_mcp.tools.resources import add_plan_day_prompt, add_task_resource
 from todo_mcp.tools.schema import input_schema, result_schema
@@ -81,6 +82,9 @@ def _invoker(record: ToolRecord[Any, Any], db: Database, settings: Settings, ide
             output = await record.handler(ToolCall(db=db, owner=owner, settings=settings), args)
         except ValidationError as error:
             raise ToolError(invalid_arguments(record.name, record.input, error)) from None
+        except ScopeMissing as error:
+            # Not something the model can fix by sending other arguments: a protocol error.
+            raise protocol_error(error) from None
         except TodoError as error:
             raise ToolError(explain(error, record.name, changes=not record.hints.read_only)) from None
         except Exception as error:
@@ -112,7 +116,7 @@ def build_server(db: Database, *, settings: Settings, identity: Identity) -> MCP
         declared_tool(record, _invoker(record, db, settings, identity))
         for record in offered(read_only=settings.read_only)
     ]
-    mcp: MCPServer[Any] = MCPServer(
+    mcp: MCPServer[Any] = LedgerServer(
         "todo-ledger",
         title="Tasks",
         version=__version__,

@@ -28,9 +28,11 @@ from todo_mcp.errors import describe_db_error
 from todo_mcp.identity import local_identity
 from todo_mcp.storage.engine import Database
 from todo_mcp.tools.server import build_server
+from todo_mcp.web.body import BodyReader
 from todo_mcp.web.gate import BearerGate, current_principal
 from todo_mcp.web.hosts import HostGuard, allowed_hosts, allowed_origins
 from todo_mcp.web.metadata import add_metadata_routes
+from todo_mcp.web.quotas import UserQuotas
 from todo_mcp.web.rest_errors import install_error_handlers
 from todo_mcp.web.routes import read_router, write_router
 
@@ -52,10 +54,15 @@ CORS_ALLOW_HEADERS = (
 CORS_EXPOSE_HEADERS = ("Mcp-Session-Id", "WWW-Authenticate", "Retry-After", "ETag", "Location")
 
 
-def _transports(mcp: MCPServer[object], *, stateless: bool) -> Starlette:
+def _transports(mcp: MCPServer[object], settings: Settings, *, stateless: bool) -> Starlette:
     """Streamable HTTP and SSE, with the SDK's own Host check off: `HostGuard` is the only one."""
     security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
-    streamable = mcp.streamable_http_app(stateless_http=stateless, transport_security=security)
+    streamable = mcp.streamable_http_app(
+        stateless_http=stateless,
+        transport_security=security,
+        session_idle_timeout=settings.session_idle_timeout,
+        max_request_body_size=settings.max_body_bytes,
+    )
     sse = mcp.sse_app(transport_security=security)
     return Starlette(routes=[*streamable.routes, *sse.routes])
 
@@ -120,7 +127,7 @@ def create_app(
     app.include_router(read_router)
     if not settings.read_only:
         app.include_router(write_router)
-    app.mount("/", _transports(mcp, stateless=stateless))
+    app.mount("/", _transports(mcp, settings, stateless=stateless))
     _add_middleware(app, settings, verifier, resources)
     return app
 
@@ -128,14 +135,21 @@ def create_app(
 def _add_middleware(
     app: FastAPI, settings: Settings, verifier: TokenVerifier | None, resources: ProtectedResources | None
 ) -> None:
-    """Innermost first: the gate, CORS, then the host allowlist outermost."""
+    """Innermost first: the gate, the body reader, CORS, then the host allowlist outermost."""
+    quotas = UserQuotas(
+        sessions_per_user=settings.sessions_per_user,
+        streams_per_user=settings.streams_per_user,
+        idle_timeout=settings.session_idle_timeout,
+    )
     app.add_middleware(
         BearerGate,
         authenticate=verifier.verify if verifier is not None else None,
         local=local_identity(settings.user_id) if verifier is None else None,
         resources=resources,
         calls_per_minute=settings.rate_limit_per_minute,
+        quotas=quotas,
     )
+    app.add_middleware(BodyReader, max_bytes=settings.max_body_bytes, timeout=settings.http_read_timeout)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -48,12 +48,15 @@ def _quoted(text: str) -> str:
 
 
 def denial_response(denial: Denial, resource_metadata_url: str | None) -> Response:
-    """The HTTP response for `denial`, with WWW-Authenticate (401/403) or Retry-After (429)."""
+    """The HTTP response for `denial`: WWW-Authenticate on 401/403, Retry-After on 429/503.
+
+    The body carries RFC 6750's `error` and `error_description`, and the same text as `detail`,
+    the field every error body of this server has.
+    """
     headers: dict[str, str] = {}
-    if denial.status == 429:
+    if denial.status in (429, 503):
         headers["Retry-After"] = str(denial.retry_after or 1)
-        body = {"error": "rate_limited", "error_description": denial.description}
-    else:
+    if denial.status in (401, 403):
         parts: list[str] = []
         if denial.error is not None:
             parts += [f'error="{denial.error}"', f'error_description="{_quoted(denial.description)}"']
@@ -61,5 +64,6 @@ def denial_response(denial: Denial, resource_metadata_url: str | None) -> Respon
             parts.append(f'resource_metadata="{resource_metadata_url}"')
         parts.append(f'scope="{denial.scope}"')
         headers["WWW-Authenticate"] = "Bearer " + ", ".join(parts)
-        body = {"error": denial.error or "unauthorized", "error_description": denial.description}
+    error = denial.error or ("rate_limited" if denial.status == 429 else "unauthorized")
+    body = {"error": error, "error_description": denial.description, "detail": denial.description}
     return JSONResponse(body, status_code=denial.status, headers=headers)

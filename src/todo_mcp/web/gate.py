@@ -1,4 +1,4 @@
-"""The bearer gate in front of every non-public route: identify, then scope, then rate limit.
+"""The bearer gate in front of every non-public route: identify, then scope, rate limit and quotas.
 
 It verifies the token of each request (or uses the configured local user in no-auth mode),
 answers 401/403/429 itself with the headers OAuth clients read, and hands the request on with:
@@ -8,8 +8,9 @@ answers 401/403/429 itself with the headers OAuth clients read, and hands the re
 - `scope["user"]` set to the SDK's AuthenticatedUser, so the SDK binds a stateful session (legacy
   Streamable HTTP and SSE) to the user who opened it and refuses it to anyone else.
 
-JSON-RPC bodies posted to the MCP transports are read once (bounded) so that a tool call the
-token's scopes do not allow is refused with HTTP 403 before it reaches the server.
+JSON-RPC bodies posted to the MCP transports (read and parsed once by `todo_mcp.web.body`) are
+looked at so that a tool call the token's scopes do not allow is refused with HTTP 403 before it
+reaches a tool.
 """
 
 from __future__ import annotations
@@ -22,15 +23,16 @@ from mcp.server.auth.middleware.auth_context import auth_context_var
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from starlette.datastructures import Headers
-from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from todo_mcp.auth.errors import AuthError
 from todo_mcp.auth.resources import ProtectedResources, transport_of
 from todo_mcp.errors import ScopeMissing
 from todo_mcp.identity import READ, WRITE, Principal, require
+from todo_mcp.web.body import PARSED_BODY_KEY
 from todo_mcp.web.challenge import Denial, denial_response, scope_denial
-from todo_mcp.web.jsonrpc import MAX_BODY_BYTES, needed_scopes, read_body, replay
+from todo_mcp.web.jsonrpc import Peek, peek
+from todo_mcp.web.quotas import UserQuotas
 from todo_mcp.web.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
@@ -80,7 +82,7 @@ def _client_address(scope: Scope) -> str:
 
 
 class BearerGate:
-    """Authenticates every non-public request and applies scopes and rate limits.
+    """Authenticates every non-public request, then applies scopes, rate limits and quotas.
 
     `authenticate` (the token verifier; it raises AuthError for a token it refuses) is None in
     no-auth mode, where every request acts for `local`.
@@ -94,8 +96,8 @@ class BearerGate:
         local: Principal | None,
         resources: ProtectedResources | None,
         calls_per_minute: int,
+        quotas: UserQuotas,
         failures_per_minute: int = AUTH_FAILURES_PER_MINUTE,
-        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         """Guard `app` with a token verifier, or act for `local` (exactly one of the two)."""
         if (authenticate is None) == (local is None):
@@ -106,10 +108,10 @@ class BearerGate:
         self.resources = resources
         self.failures = RateLimiter(failures_per_minute)
         self.calls = RateLimiter(calls_per_minute) if calls_per_minute > 0 else None
-        self.max_body_bytes = max_body_bytes
+        self.quotas = quotas
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Refuse the request with 401/403/413/429, or hand it on acting for its principal."""
+        """Refuse the request with 401/403/429/503, or hand it on acting for its principal."""
         if scope["type"] != "http" or is_public(scope["path"]):
             await self.app(scope, receive, send)
             return
@@ -118,25 +120,27 @@ class BearerGate:
             await self._deny(outcome, scope, receive, send)
             return
         principal, token = outcome
-        calls = 0
-        if scope["path"].startswith("/api/"):
-            calls = 1
-        elif scope["method"] == "POST":
-            body, extra = await read_body(receive, self.max_body_bytes)
-            if body is None:
-                await PlainTextResponse("Request body too large", status_code=413)(scope, receive, send)
-                return
-            needed, calls = needed_scopes(body)
-            denial = self._scope_denial(principal, needed)
-            if denial is not None:
-                await self._deny(denial, scope, receive, send)
-                return
-            receive = replay(body, extra, receive)
-        denial = self._rate_denial(principal, calls)
+        found = self._peek(scope)
+        denial = self._scope_denial(principal, found.scopes)
+        # Legacy SSE: the POST only acknowledges, and the client reads every answer on its stream (the
+        # SDK clients end the session on a non-2xx POST). The call goes in, and the server's own scope
+        # check answers it on the stream with a JSON-RPC error.
+        if denial is not None and not scope["path"].startswith("/messages"):
+            await self._deny(denial, scope, receive, send)
+            return
+        denial = self._rate_denial(principal, found.calls) or self._quota_denial(principal, scope, found)
         if denial is not None:
             await self._deny(denial, scope, receive, send)
             return
-        await self._forward(principal, token, scope, receive, send)
+        async with self.quotas.held(principal.user_id, scope, send) as watched:
+            await self._forward(principal, token, scope, receive, watched)
+
+    def _peek(self, scope: Scope) -> Peek:
+        if scope["path"].startswith("/api/"):
+            return Peek(calls=1)
+        if scope["method"] == "POST":
+            return peek(scope.get(PARSED_BODY_KEY))
+        return Peek()
 
     async def _identify(self, scope: Scope) -> tuple[Principal, str | None] | Denial:
         if self.local is not None:
@@ -151,22 +155,25 @@ class BearerGate:
                 "This endpoint needs a bearer token: send 'Authorization: Bearer <access token>'. "
                 "The resource_metadata URL in WWW-Authenticate names the authorization server.",
             )
+        try:
+            return await self.authenticate(token), token
+        except AuthError as error:
+            return self._refused(scope, error)
+
+    def _refused(self, scope: Scope, error: AuthError) -> Denial:
+        """A refused token; an address past its share of failures is told to slow down instead.
+
+        Only failures count: a valid token is verified and let in whatever its address did before.
+        """
+        if error.status != 401:
+            return Denial(error.status, error.error, error.description, retry_after=5)
         address = _client_address(scope)
         wait = self.failures.retry_after(address)
+        self.failures.record(address)
         if wait is not None:
-            return Denial(
-                429,
-                None,
-                f"Too many failed authentications from this address; retry in {wait} s",
-                retry_after=wait,
-            )
-        try:
-            principal = await self.authenticate(token)
-        except AuthError as error:
-            if error.status == 401:
-                self.failures.record(address)
-            return Denial(error.status, error.error, error.description)
-        return principal, token
+            description = f"Too many failed authentications from this address; retry in {wait} s"
+            return Denial(429, None, description, retry_after=wait)
+        return Denial(error.status, error.error, error.description)
 
     def _scope_denial(self, principal: Principal, needed: set[str]) -> Denial | None:
         for scope in (WRITE, READ):
@@ -189,6 +196,10 @@ class BearerGate:
                 )
                 return Denial(429, None, description, retry_after=wait)
         return None
+
+    def _quota_denial(self, principal: Principal, scope: Scope, found: Peek) -> Denial | None:
+        reason = self.quotas.refusal(principal.user_id, scope, initializes=found.initializes)
+        return None if reason is None else Denial(429, None, reason, retry_after=60)
 
     async def _forward(
         self, principal: Principal, token: str | None, scope: Scope, receive: Receive, send: Send

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
-from starlette.responses import PlainTextResponse
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from todo_mcp.config import Settings
@@ -90,18 +90,16 @@ class HostGuard:
             host, origin = headers.get("host"), headers.get("origin")
             if self.hosts is not None and not matches(host, self.hosts):
                 log.warning("refused a request for host %r (not in TODO_MCP_ALLOWED_HOSTS)", host)
-                message = (
-                    "Misdirected request: this host name is not served here (the operator can add it to "
-                )
-                await PlainTextResponse(message + "TODO_MCP_ALLOWED_HOSTS)", 421)(scope, receive, send)
+                detail = "Misdirected request: this host name is not served here (the operator can add it to "
+                await JSONResponse({"detail": detail + "TODO_MCP_ALLOWED_HOSTS)"}, 421)(scope, receive, send)
                 return
             # A CORS preflight is answered by the CORS middleware, which refuses foreign origins itself.
             if origin is not None and scope["method"] != "OPTIONS" and not matches(origin, self.origins):
                 log.warning("refused a request from origin %r (not in TODO_MCP_CORS_ORIGINS)", origin)
-                message = (
+                detail = (
                     "Forbidden origin: pages from this origin may not call this server (the operator can "
                 )
-                await PlainTextResponse(message + "add it to TODO_MCP_CORS_ORIGINS)", 403)(
+                await JSONResponse({"detail": detail + "add it to TODO_MCP_CORS_ORIGINS)"}, 403)(
                     scope, receive, send
                 )
                 return

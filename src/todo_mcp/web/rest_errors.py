@@ -28,26 +28,38 @@ class FieldError(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    """The body of every 4xx/5xx answer of the REST routes."""
+    """The body of every error answer of this server's HTTP routes."""
 
     detail: str = Field(description="What went wrong and what to do about it.")
     errors: list[FieldError] | None = Field(default=None, description="One entry per refused value (422).")
     current_version: int | None = Field(
         default=None, description="The task's version now (409 on a version)."
     )
+    error: str | None = Field(
+        default=None,
+        description="401/403/429/503 from the bearer gate: RFC 6750's code (invalid_token, "
+        "insufficient_scope, unauthorized, rate_limited, temporarily_unavailable).",
+    )
+    error_description: str | None = Field(default=None, description="The same as detail, for OAuth clients.")
 
 
-class ChallengeBody(BaseModel):
-    """The body of the gate's 401, 403 and 429 answers (RFC 6750 error codes)."""
-
-    error: str = Field(description="invalid_token, insufficient_scope, unauthorized or rate_limited.")
-    error_description: str = Field(description="What was refused and what to do about it.")
+def _declared(description: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description}
 
 
-GATE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"model": ChallengeBody, "description": "No token, or a token that is invalid or expired"},
-    403: {"model": ChallengeBody, "description": "The token lacks the scope this route needs"},
-    429: {"model": ChallengeBody, "description": "Too many calls; see Retry-After"},
+# What any route may answer before reaching its handler: the body reader, the host check, the gate.
+ROUTE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _declared("The body is not valid JSON or UTF-8, or nests too deeply"),
+    401: _declared("No token, or a token that is invalid or expired (see WWW-Authenticate)"),
+    403: _declared("The token lacks the scope this route needs, or the page's Origin is not allowed"),
+    408: _declared("The body did not arrive in time"),
+    413: _declared("The body is larger than TODO_MCP_MAX_BODY_BYTES"),
+    421: _declared("This host name is not served here"),
+    429: _declared("Too many calls or failed authentications; see Retry-After"),
+    503: _declared(
+        "The database or the auth server's keys cannot be reached (nothing was changed), or the database did "
+        "not answer (detail says whether retrying is safe); see Retry-After"
+    ),
 }
 
 
@@ -127,16 +139,14 @@ def error_response(error: errors.TodoError, method: str = "GET") -> JSONResponse
 
 
 def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` entries for these error statuses, all with the `ErrorBody` schema."""
+    """OpenAPI `responses` entries for these handler-level error statuses, all with the `ErrorBody` schema."""
     meanings = {
         404: "No such task for this user (another user's task answers the same)",
         409: "The task changed since the version given (If-Match or expected_version), or the "
-        "Idempotency-Key was used for other content",
+        "Idempotency-Key was used for other content or for a task deleted since",
         422: "The input is not acceptable; detail and errors say what to send instead",
-        503: "The database cannot be reached (nothing was changed), or did not answer (detail says whether "
-        "retrying is safe); see Retry-After",
     }
-    return {status: {"model": ErrorBody, "description": meanings[status]} for status in statuses}
+    return {status: _declared(meanings[status]) for status in statuses}
 
 
 def install_error_handlers(app: FastAPI, resources: ProtectedResources | None) -> None:

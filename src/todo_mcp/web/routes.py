@@ -21,7 +21,7 @@ from todo_mcp.models import PATCHABLE, Task, TaskCreate, TaskPage, TaskPatch, Ta
 from todo_mcp.storage import repository
 from todo_mcp.storage.engine import Database
 from todo_mcp.web.gate import PRINCIPAL_SCOPE_KEY
-from todo_mcp.web.rest_errors import GATE_RESPONSES, documented
+from todo_mcp.web.rest_errors import ROUTE_RESPONSES, documented
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -130,10 +130,10 @@ def _one(found: dict[int, Task], task_id: int) -> Task:
 
 
 read_router = APIRouter(
-    prefix="/api/tasks", tags=["tasks"], dependencies=[Depends(bearer_scheme)], responses=GATE_RESPONSES
+    prefix="/api/tasks", tags=["tasks"], dependencies=[Depends(bearer_scheme)], responses=ROUTE_RESPONSES
 )
 write_router = APIRouter(
-    prefix="/api/tasks", tags=["tasks"], dependencies=[Depends(bearer_scheme)], responses=GATE_RESPONSES
+    prefix="/api/tasks", tags=["tasks"], dependencies=[Depends(bearer_scheme)], responses=ROUTE_RESPONSES
 )
 
 

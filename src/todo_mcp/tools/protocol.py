@@ -1,0 +1,81 @@
+"""The SDK's MCPServer, answering protocol mistakes as JSON-RPC says.
+
+- A stdio line that is not a valid message is answered when its id can be read (-32600
+  invalid request; a client waiting for that id would otherwise wait for ever); a line that is
+  not even JSON has no readable id, and is logged and skipped.
+- An unknown prompt is -32602 (invalid params) naming the prompts there are; the SDK answers it
+  with code 0, or -32603 "Internal server error" on the 2026-07-28 protocol.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from mcp.server.stdio import stdio_server
+from mcp.shared._context_streams import create_context_streams
+from mcp.shared.exceptions import MCPError
+from mcp.shared.message import SessionMessage
+from mcp.types import INVALID_PARAMS, INVALID_REQUEST, ErrorData, GetPromptResult, JSONRPCError
+from mcp_types import InputRequiredResult
+from pydantic import ValidationError
+
+log = logging.getLogger(__name__)
+
+
+def readable_id(error: Exception) -> str | int | None:
+    """The id of a line that parsed as JSON but is not a valid message, if it has one."""
+    if not isinstance(error, ValidationError):
+        return None
+    for problem in error.errors():
+        candidate = problem.get("input")
+        if isinstance(candidate, dict) and isinstance(candidate.get("id"), str | int):
+            request_id: str | int = candidate["id"]
+            return request_id
+    return None
+
+
+class LedgerServer(MCPServer[Any]):
+    """MCPServer with the two answers above."""
+
+    async def run_stdio_async(self) -> None:
+        """Serve over stdio; a frame that cannot be a message is answered (or logged), never left hanging."""
+        async with stdio_server() as (read_stream, write_stream):
+            relay_writer, relay_reader = create_context_streams[SessionMessage | Exception](0)
+
+            async def relay() -> None:
+                async with relay_writer:
+                    async for item in read_stream:
+                        if not isinstance(item, Exception):
+                            await relay_writer.send(item)
+                            continue
+                        request_id = readable_id(item)
+                        if request_id is None:
+                            log.warning("skipped a stdio line that is not JSON-RPC with a readable id")
+                            continue
+                        message = "the message is not a valid JSON-RPC 2.0 request; see the MCP specification"
+                        refusal = JSONRPCError(
+                            jsonrpc="2.0",
+                            id=request_id,
+                            error=ErrorData(code=INVALID_REQUEST, message=message),
+                        )
+                        await write_stream.send(SessionMessage(refusal))
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(relay)
+                lowlevel = self._lowlevel_server
+                await lowlevel.run(relay_reader, write_stream, lowlevel.create_initialization_options())
+
+    async def get_prompt(
+        self, name: str, arguments: dict[str, Any] | None = None, context: Context[Any, Any] | None = None
+    ) -> GetPromptResult | InputRequiredResult:
+        """The prompt `name`; an unknown name is invalid params, naming the prompts there are."""
+        known = [prompt.name for prompt in await self.list_prompts()]
+        if name not in known:
+            raise MCPError(
+                code=INVALID_PARAMS, message=f"Unknown prompt: {name!r}; the prompts are {', '.join(known)}"
+            )
+        return await super().get_prompt(name, arguments, context)

@@ -1,0 +1,104 @@
+"""Greedy and slow clients against a real `todo-ledger serve`: each is bounded, no one else waits.
+
+A client that sends half a request, or trickles a body, loses its connection or gets 408 within
+the read timeout; a declared 20 MB body is refused before it is read; one user cannot hold more
+than a share of SSE streams.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import AsyncExitStack
+
+import anyio
+import httpx2
+import pytest
+
+from tests.http_helpers import ServerProcess, clean_env, running_server
+
+pytestmark = pytest.mark.anyio
+
+READ_TIMEOUT = 1.0
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    cwd = tmp_path_factory.mktemp("limits")
+    env = clean_env(
+        TODO_MCP_DATA_DIR=str(cwd / "data"),
+        TODO_MCP_STREAMS_PER_USER="2",
+        TODO_MCP_HTTP_READ_TIMEOUT=str(READ_TIMEOUT),
+        TODO_MCP_TIMEZONE="UTC",
+    )
+    with running_server("--no-auth", env=env, cwd=cwd) as running:
+        yield running
+
+
+def _raw(server: ServerProcess, data: bytes, wait: float = 10.0) -> tuple[bytes, float]:
+    """Send `data` on a new connection; what comes back until the server closes it, and when."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=wait) as sock:
+        sock.sendall(data)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received, time.monotonic() - started
+
+
+async def test_a_client_that_never_finishes_its_headers_is_cut_off(server: ServerProcess) -> None:
+    answer, elapsed = await anyio.to_thread.run_sync(
+        _raw, server, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    )
+    assert answer == b""
+    assert READ_TIMEOUT <= elapsed < READ_TIMEOUT + 3
+
+
+async def test_a_trickled_body_is_a_408(server: ServerProcess) -> None:
+    head = (
+        b"POST /api/tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100\r\n\r\n"
+    )
+    answer, elapsed = await anyio.to_thread.run_sync(_raw, server, head + b'{"title"')
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b"did not arrive within" in answer
+    assert elapsed < READ_TIMEOUT + 3
+
+
+async def test_a_declared_20_mb_body_is_refused_before_it_is_sent(server: ServerProcess) -> None:
+    head = (
+        b"POST /api/tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 20000000\r\n\r\n"
+    )
+    answer, elapsed = await anyio.to_thread.run_sync(_raw, server, head)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert elapsed < 1
+
+
+async def _open_stream(stack: AsyncExitStack, http: httpx2.AsyncClient) -> int:
+    """Open an SSE stream and read its endpoint event, leaving it open until `stack` closes."""
+    response = await stack.enter_async_context(http.stream("GET", "/sse"))
+    if response.status_code == 200:
+        # Kept on the stack: a line iterator that is dropped closes the stream with it.
+        lines = response.aiter_lines()
+        stack.push_async_callback(lines.aclose)  # type: ignore[attr-defined]
+        while not (await anext(lines)).startswith("data:"):
+            pass
+    return response.status_code
+
+
+async def test_each_user_has_a_share_of_sse_streams(server: ServerProcess) -> None:
+    async with httpx2.AsyncClient(base_url=server.base, timeout=10) as http:
+        async with AsyncExitStack() as first:
+            statuses = [await _open_stream(first, http) for _ in range(2)]
+            async with AsyncExitStack() as third:
+                refused = await _open_stream(third, http)
+        # The server learns of the closed streams from their connections: a moment later.
+        reopened = 0
+        with anyio.fail_after(5):
+            while reopened != 200:
+                async with AsyncExitStack() as again:
+                    reopened = await _open_stream(again, http)
+    assert statuses == [200, 200]
+    assert refused == 429
