@@ -8,69 +8,66 @@ MCP face in `todo_mcp.tools.errors`, REST in `todo_mcp.web.rest_errors`, the com
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import KW_ONLY, dataclass
+from typing import Any, ClassVar
 
 
 class TodoError(Exception):
-    """Base class of the errors a caller can act on."""
+    """Base class of the errors a caller can act on: dataclasses, whose fields are the data."""
+
+    # A plain statement of fact for logs, filled with the error's fields.
+    template: ClassVar[str] = "{}"
+
+    def __str__(self) -> str:
+        return self.template.format_map(vars(self))
 
 
+@dataclass(eq=False)
 class TaskNotFound(TodoError):
     """No such task for this user; another user's task answers exactly the same."""
 
-    def __init__(self, task_id: int) -> None:
-        """Record which id was asked for."""
-        self.task_id = task_id
-        super().__init__(f"task {task_id} was not found")
+    template: ClassVar[str] = "task {task_id} was not found"
+    task_id: int
 
 
+@dataclass(eq=False)
 class VersionConflict(TodoError):
     """The task has moved on from the version the caller based a change on."""
 
-    def __init__(self, task_id: int, *, expected: int, current: int) -> None:
-        """Record the version the caller expected and the one the task is at."""
-        self.task_id = task_id
-        self.expected = expected
-        self.current = current
-        super().__init__(f"task {task_id} is at version {current}, not {expected}")
+    template: ClassVar[str] = "task {task_id} is at version {current}, not {expected}"
+    task_id: int
+    _: KW_ONLY
+    expected: int
+    current: int
 
 
+@dataclass(eq=False)
 class IdempotencyConflict(TodoError):
     """A create reused a retry key that already made a task with other content."""
 
-    def __init__(self, key: str, task_id: int) -> None:
-        """Record the key and the task it made first."""
-        self.key = key
-        self.task_id = task_id
-        super().__init__(f"retry key {key!r} already made task {task_id} with other content")
+    template: ClassVar[str] = "retry key {key!r} already made task {task_id} with other content"
+    key: str
+    task_id: int
 
 
-class CreatedThenDeleted(TodoError):
+class CreatedThenDeleted(IdempotencyConflict):
     """A create was retried with the key of a task that has since been deleted."""
 
-    def __init__(self, key: str, task_id: int) -> None:
-        """Record the key and the deleted task it made."""
-        self.key = key
-        self.task_id = task_id
-        super().__init__(f"retry key {key!r} made task {task_id}, which has since been deleted")
+    template: ClassVar[str] = "retry key {key!r} made task {task_id}, which has since been deleted"
 
 
+@dataclass(eq=False)
 class NothingToChange(TodoError):
     """An update named none of the fields it could change."""
 
-    def __init__(self, fields: tuple[str, ...]) -> None:
-        """Record the fields an update may change."""
-        self.fields = fields
-        super().__init__("the update names no field to change")
+    template: ClassVar[str] = "the update names no field to change"
+    fields: tuple[str, ...]
 
 
 class InvalidCursor(TodoError):
-    """A list cursor that was not made for this query."""
+    """A list cursor that was not made for this query (a cursor is opaque: nothing more to say)."""
 
-    def __init__(self) -> None:
-        """An error with a fixed message: a cursor is opaque to its caller."""
-        super().__init__("the cursor does not belong to this query")
+    template: ClassVar[str] = "the cursor does not belong to this query"
 
 
 @dataclass(frozen=True)
@@ -85,15 +82,15 @@ class FieldProblem:
         return f"{self.field}: {self.problem}" if self.field else self.problem
 
 
+@dataclass(eq=False)
 class InvalidInput(TodoError):
     """Input that is well-formed but not acceptable, with one problem per field."""
 
-    UNKNOWN_FIELD = "is not an accepted field"
+    UNKNOWN_FIELD: ClassVar[str] = "is not an accepted field"
+    problems: list[FieldProblem]
 
-    def __init__(self, problems: list[FieldProblem]) -> None:
-        """Record the problems, in the order they were found."""
-        self.problems = problems
-        super().__init__("; ".join(problem.text() for problem in problems))
+    def __str__(self) -> str:
+        return "; ".join(problem.text() for problem in self.problems)
 
     @classmethod
     def one(cls, field: str, problem: str) -> InvalidInput:
@@ -120,32 +117,41 @@ class InvalidInput(TodoError):
         return cls(problems)
 
 
+@dataclass(eq=False)
 class ScopeMissing(TodoError):
     """The caller's token does not grant the scope an operation needs."""
 
-    def __init__(self, needed: str, granted: frozenset[str]) -> None:
-        """Record the scope needed and the scopes the token has."""
-        self.needed = needed
-        self.granted = granted
-        super().__init__(f"the token lacks the {needed} scope")
+    template: ClassVar[str] = "the token lacks the {needed} scope"
+    needed: str
+    granted: frozenset[str]
 
 
-class DatabaseUnavailable(TodoError):
+@dataclass(eq=False)
+class DatabaseFault(TodoError):
+    """The database failed a call; `reason` is the driver's one line about it."""
+
+    reason: str
+
+
+class DatabaseUnavailable(DatabaseFault):
     """The database could not be reached; nothing was sent, so nothing changed."""
 
-    def __init__(self, reason: str) -> None:
-        """Record the driver's one-line reason."""
-        self.reason = reason
-        super().__init__(f"the database cannot be reached ({reason})")
+    template: ClassVar[str] = "the database cannot be reached ({reason})"
 
 
-class OutcomeUnknown(TodoError):
+class OutcomeUnknown(DatabaseFault):
     """The statement was sent but no answer came back: a change may or may not have been made."""
 
-    def __init__(self, reason: str) -> None:
-        """Record what happened to the connection."""
-        self.reason = reason
-        super().__init__(f"no answer from the database after the statement was sent ({reason})")
+    template: ClassVar[str] = "no answer from the database after the statement was sent ({reason})"
+
+
+@dataclass(eq=False)
+class RateLimited(TodoError):
+    """The user has made more calls this minute than the server allows each user."""
+
+    template: ClassVar[str] = "more than {limit} calls a minute; the next in {retry_after} s"
+    limit: int
+    retry_after: int
 
 
 class ConfigError(Exception):

@@ -191,12 +191,21 @@ class Database:
                 ) from None
             except (exc.DBAPIError, OSError) as error:
                 if delay is None or not _transient(error):
-                    raise DatabaseUnavailable(describe_db_error(error)) from error
+                    raise DatabaseUnavailable(self._connect_failure(error)) from error
                 log.warning(
                     "cannot connect to the database (%s); retrying in %.1fs", describe_db_error(error), delay
                 )
                 await anyio.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _connect_failure(self, error: BaseException) -> str:
+        """The driver's reason, or for a timeout (which has no text) how long it waited."""
+        seen: BaseException | None = error
+        while seen is not None:
+            if isinstance(seen, TimeoutError):
+                return f"no connection within {float(self.target.connect_args.get('timeout', 0)):g} s"
+            seen = getattr(seen, "orig", None) or seen.__cause__
+        return describe_db_error(error)
 
     async def check_reachable(self) -> None:
         """One `SELECT 1` on a pooled connection (readiness)."""
