@@ -467,33 +467,35 @@ async def test_repeated_bad_tokens_are_slowed_down_without_locking_out_valid_one
     assert other.status_code == 200
 
 
-async def test_tool_and_rest_calls_are_limited_per_user(env: Env) -> None:
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_tool_and_rest_calls_share_one_budget_per_user(env: Env, transport: Transport) -> None:
+    """Past the budget, REST answers 429; a tool call is refused on the channel its client reads,
+    with the wait, and the MCP session lives on (an HTTP 429 would break it)."""
     busy, calm = new_user(), new_user()
     tool_calls = PER_USER_LIMIT // 2
-    async with mcp_client(env.server, "modern", token=env.token(busy)) as client:
+    async with mcp_client(env.server, transport, token=env.token(busy)) as client:
         for _ in range(tool_calls):
             structured(await client.call_tool("list_tasks", {}))
-    async with httpx2.AsyncClient(base_url=env.server.base, headers=bearer(env.token(busy))) as http:
-        statuses: list[int] = []
-        # The bucket refills while the test runs (PER_USER_LIMIT per minute), hence the margin.
-        while 429 not in statuses and len(statuses) < PER_USER_LIMIT:
-            statuses.append((await http.get("/api/tasks")).status_code)
-        limited_rest = await http.get("/api/tasks")
-        limited_tool = await http.post(
-            "/mcp",
-            json=rpc("tools/call", {"name": "list_tasks", "arguments": {}}),
-            headers={**MCP_POST_HEADERS, "MCP-Protocol-Version": MODERN, "Mcp-Method": "tools/call"},
-        )
+        async with httpx2.AsyncClient(base_url=env.server.base, headers=bearer(env.token(busy))) as http:
+            statuses: list[int] = []
+            # The bucket refills while the test runs (PER_USER_LIMIT per minute), hence the margin.
+            while 429 not in statuses and len(statuses) < PER_USER_LIMIT:
+                statuses.append((await http.get("/api/tasks")).status_code)
+            limited_rest = await http.get("/api/tasks")
+        limited_tool = error_text(await client.call_tool("list_tasks", {}))
+        still_connected = await client.list_tools()
     async with httpx2.AsyncClient(base_url=env.server.base, headers=bearer(env.token(calm))) as http:
         unaffected = await http.get("/api/tasks")
     assert statuses[-1] == 429
     successes = statuses.count(200)
     assert successes == len(statuses) - 1
-    # The tool calls used the same budget: far fewer REST calls got through than the limit.
-    assert PER_USER_LIMIT - tool_calls <= successes <= PER_USER_LIMIT - tool_calls + 5
-    for limited in (limited_rest, limited_tool):
-        assert limited.status_code == 429
-        assert int(limited.headers["retry-after"]) >= 1
+    # The tool calls (and a handshake-era initialize) used the same budget.
+    spent = tool_calls + (0 if transport == "modern" else 1)
+    assert PER_USER_LIMIT - spent <= successes <= PER_USER_LIMIT - spent + 5
+    assert limited_rest.status_code == 429
+    assert int(limited_rest.headers["retry-after"]) >= 1
+    assert f"Too many calls for this user (the limit is {PER_USER_LIMIT} a minute): wait" in limited_tool
+    assert len(still_connected.tools) == 6
     assert unaffected.status_code == 200
 
 

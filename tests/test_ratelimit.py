@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from todo_mcp.web.ratelimit import RateLimiter
+from todo_mcp.limits import RateLimiter
 
 
 class Clock:

@@ -33,6 +33,10 @@ _WORDS: dict[type[errors.TodoError], str] = {
         "same filters and sort, or leave cursor out to start from the first page"
     ),
     errors.ScopeMissing: "this token lacks the {needed} scope; sign in again granting {needed}",
+    errors.RateLimited: (
+        "Too many calls for this user (the limit is {limit} a minute): wait {retry_after} s before the next "
+        "call; nothing was done."
+    ),
     errors.DatabaseUnavailable: (
         "The task database cannot be reached right now ({reason}); nothing was changed. Try the same call "
         "again in a few seconds."

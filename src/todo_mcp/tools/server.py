@@ -24,6 +24,7 @@ from todo_mcp import __version__
 from todo_mcp.config import Settings
 from todo_mcp.errors import ScopeMissing, TodoError
 from todo_mcp.identity import Principal, require
+from todo_mcp.limits import CallBudget
 from todo_mcp.storage.engine import Database
 from todo_mcp.tools.errors import explain, invalid_arguments, protocol_error
 from todo_mcp.tools.protocol import LedgerServer
@@ -74,10 +75,18 @@ def tool_result(model: BaseModel) -> CallToolResult:
     )
 
 
-def _invoker(record: ToolRecord[Any, Any], db: Database, settings: Settings, identity: Identity) -> Invoke:
+def _invoker(
+    record: ToolRecord[Any, Any],
+    db: Database,
+    settings: Settings,
+    identity: Identity,
+    budget: CallBudget | None,
+) -> Invoke:
     async def invoke(arguments: dict[str, Any]) -> CallToolResult:
         try:
             owner = require(identity(), record.scope)
+            if budget is not None:
+                budget.spend(owner)
             args = record.input.model_validate(_pre_parse(record.input, arguments))
             output = await record.handler(ToolCall(db=db, owner=owner, settings=settings), args)
         except ValidationError as error:
@@ -110,10 +119,16 @@ def declared_tool(record: ToolRecord[Any, Any], invoke: Invoke) -> DeclaredTool:
     )
 
 
-def build_server(db: Database, *, settings: Settings, identity: Identity) -> MCPServer[Any]:
-    """An MCP server acting for whoever `identity()` names (the token's subject, or the stdio user)."""
+def build_server(
+    db: Database, *, settings: Settings, identity: Identity, budget: CallBudget | None = None
+) -> MCPServer[Any]:
+    """An MCP server acting for whoever `identity()` names (the token's subject, or the stdio user).
+
+    With a `budget`, each tool call spends one of the caller's calls per minute; past it the call
+    is refused with the wait, as a tool error on whatever channel the client reads its answers.
+    """
     tools: list[Tool] = [
-        declared_tool(record, _invoker(record, db, settings, identity))
+        declared_tool(record, _invoker(record, db, settings, identity, budget))
         for record in offered(read_only=settings.read_only)
     ]
     mcp: MCPServer[Any] = LedgerServer(

@@ -26,6 +26,7 @@ from todo_mcp.auth.verifier import TokenVerifier
 from todo_mcp.config import APP_NAME, Settings
 from todo_mcp.errors import describe_db_error
 from todo_mcp.identity import local_identity
+from todo_mcp.limits import CallBudget
 from todo_mcp.storage.engine import Database
 from todo_mcp.tools.server import build_server
 from todo_mcp.web.body import BodyReader
@@ -94,7 +95,8 @@ def create_app(
     settings: Settings, *, database: Database, verifier: TokenVerifier | None, stateless: bool = False
 ) -> FastAPI:
     """The whole HTTP application on an already-open database; `verifier` None means no-auth mode."""
-    mcp = build_server(database, settings=settings, identity=current_principal)
+    budget = CallBudget(settings.rate_limit_per_minute)
+    mcp = build_server(database, settings=settings, identity=current_principal, budget=budget)
     resources = None
     if verifier is not None:
         assert settings.public_url is not None
@@ -128,12 +130,16 @@ def create_app(
     if not settings.read_only:
         app.include_router(write_router)
     app.mount("/", _transports(mcp, settings, stateless=stateless))
-    _add_middleware(app, settings, verifier, resources)
+    _add_middleware(app, settings, verifier, resources, budget)
     return app
 
 
 def _add_middleware(
-    app: FastAPI, settings: Settings, verifier: TokenVerifier | None, resources: ProtectedResources | None
+    app: FastAPI,
+    settings: Settings,
+    verifier: TokenVerifier | None,
+    resources: ProtectedResources | None,
+    budget: CallBudget,
 ) -> None:
     """Innermost first: the gate, the body reader, CORS, then the host allowlist outermost."""
     quotas = UserQuotas(
@@ -146,7 +152,7 @@ def _add_middleware(
         authenticate=verifier.verify if verifier is not None else None,
         local=local_identity(settings.user_id) if verifier is None else None,
         resources=resources,
-        calls_per_minute=settings.rate_limit_per_minute,
+        budget=budget,
         quotas=quotas,
     )
     app.add_middleware(BodyReader, max_bytes=settings.max_body_bytes, timeout=settings.http_read_timeout)

@@ -27,13 +27,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from todo_mcp.auth.errors import AuthError
 from todo_mcp.auth.resources import ProtectedResources, transport_of
-from todo_mcp.errors import ScopeMissing
+from todo_mcp.errors import RateLimited, ScopeMissing
 from todo_mcp.identity import READ, WRITE, Principal, require
+from todo_mcp.limits import CallBudget, RateLimiter
 from todo_mcp.web.body import PARSED_BODY_KEY
 from todo_mcp.web.challenge import Denial, denial_response, scope_denial
 from todo_mcp.web.jsonrpc import Peek, peek
 from todo_mcp.web.quotas import UserQuotas
-from todo_mcp.web.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class BearerGate:
         authenticate: Authenticate | None,
         local: Principal | None,
         resources: ProtectedResources | None,
-        calls_per_minute: int,
+        budget: CallBudget,
         quotas: UserQuotas,
         failures_per_minute: int = AUTH_FAILURES_PER_MINUTE,
     ) -> None:
@@ -107,7 +107,7 @@ class BearerGate:
         self.local = local
         self.resources = resources
         self.failures = RateLimiter(failures_per_minute)
-        self.calls = RateLimiter(calls_per_minute) if calls_per_minute > 0 else None
+        self.budget = budget
         self.quotas = quotas
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -136,10 +136,16 @@ class BearerGate:
             await self._forward(principal, token, scope, receive, watched)
 
     def _peek(self, scope: Scope) -> Peek:
+        """What the request asks for, and how many calls it spends here.
+
+        Tool calls are counted by the MCP server itself, which answers a limited call on the channel
+        the client reads: an HTTP 429 breaks MCP clients' sessions.
+        """
         if scope["path"].startswith("/api/"):
             return Peek(calls=1)
         if scope["method"] == "POST":
-            return peek(scope.get(PARSED_BODY_KEY))
+            found = peek(scope.get(PARSED_BODY_KEY))
+            return Peek(scopes=found.scopes, calls=int(found.initializes), initializes=found.initializes)
         return Peek()
 
     async def _identify(self, scope: Scope) -> tuple[Principal, str | None] | Denial:
@@ -185,16 +191,14 @@ class BearerGate:
         return None
 
     def _rate_denial(self, principal: Principal, calls: int) -> Denial | None:
-        if self.calls is None:
-            return None
-        for _ in range(calls):
-            wait = self.calls.take(principal.user_id)
-            if wait is not None:
-                description = (
-                    f"Too many calls for this user (the limit is {int(self.calls.capacity)} per minute); "
-                    f"retry in {wait} s"
-                )
-                return Denial(429, None, description, retry_after=wait)
+        try:
+            self.budget.spend(principal.user_id, calls)
+        except RateLimited as error:
+            description = (
+                f"Too many calls for this user (the limit is {error.limit} per minute); "
+                f"retry in {error.retry_after} s"
+            )
+            return Denial(429, None, description, retry_after=error.retry_after)
         return None
 
     def _quota_denial(self, principal: Principal, scope: Scope, found: Peek) -> Denial | None:

@@ -1,7 +1,8 @@
 """In-process rate limits: token buckets keyed by a client address or a user id.
 
 The counts live in this process only, so behind a load balancer each replica limits on its own
-(N replicas let through up to N times the configured rate).
+(N replicas let through up to N times the configured rate). `CallBudget` is each user's calls
+per minute, shared by the MCP tools and the REST routes of one process.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from todo_mcp.errors import RateLimited
 
 
 @dataclass
@@ -80,3 +83,21 @@ class RateLimiter:
         """Count one event (e.g. a failed login) whether or not the key is already over the limit."""
         bucket = self._bucket(key)
         bucket.tokens = max(0.0, bucket.tokens - 1.0)
+
+
+class CallBudget:
+    """Each user's calls per minute, spent by tool calls, REST calls and session openings alike."""
+
+    def __init__(self, per_minute: int) -> None:
+        """A budget of `per_minute` calls per user; 0 means no limit."""
+        self.per_minute = per_minute
+        self._limiter = RateLimiter(per_minute) if per_minute > 0 else None
+
+    def spend(self, user: str, calls: int = 1) -> None:
+        """Take `calls` from the user's budget, or raise RateLimited (with the wait) taking nothing more."""
+        if self._limiter is None:
+            return
+        for _ in range(calls):
+            wait = self._limiter.take(user)
+            if wait is not None:
+                raise RateLimited(self.per_minute, wait)
