@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -189,3 +190,25 @@ def test_a_malformed_stdio_frame_is_answered_when_its_id_can_be_read(tmp_path: P
     assert pinged == {"jsonrpc": "2.0", "id": 7, "result": {}}
     assert [(answer["id"], answer["error"]["code"]) for answer in refused] == [(5, -32600), ("six", -32600)]
     assert "skipped a stdio line that is not JSON-RPC" in stderr
+
+
+def test_ctrl_c_stops_a_stdio_server_at_once(tmp_path: Path) -> None:
+    """Ctrl-C while the client keeps stdin open (a terminal): the server stops, without a traceback."""
+    with subprocess.Popen(
+        [str(SCRIPT)],
+        env=_env(TODO_MCP_DATA_DIR=str(tmp_path)),
+        cwd=tmp_path,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        proc.stdin.write(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping"}) + "\n")
+        proc.stdin.flush()
+        assert json.loads(proc.stdout.readline())["id"] == 1  # serving
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 130
+        assert "Traceback" not in proc.stderr.read()

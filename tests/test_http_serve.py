@@ -167,3 +167,17 @@ async def test_readyz_turns_503_when_the_database_goes_away(tmp_path: Path) -> N
     assert after.json()["reason"]
     assert "password" not in after.text.lower()
     assert alive.status_code == 200
+
+
+def test_a_port_in_use_is_one_line(local_server: ServerProcess, tmp_path: Path) -> None:
+    env = clean_env(TODO_MCP_DATA_DIR=str(tmp_path / "data"))
+    result = run_cli("serve", "--no-auth", "--port", str(local_server.port), env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            f"todo-ledger: error: cannot listen on 127.0.0.1:{local_server.port} (Address already in use)"
+        )
+    )
+    assert "Traceback" not in result.stderr

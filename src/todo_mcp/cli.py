@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
+import os
+import socket
 import sys
 from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -205,12 +206,29 @@ def _verifier(args: argparse.Namespace, settings: Settings) -> TokenVerifier | N
         _fail(str(error), 2)
 
 
+def _listening_socket(host: str, port: int) -> socket.socket:
+    """The server's socket, bound here so that a taken port is one line rather than uvicorn's several."""
+    address = host.strip("[]")
+    sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((address, port))
+    except OSError as error:
+        sock.close()
+        raise ConfigError(
+            f"cannot listen on {host}:{port} ({error.strerror or error}); choose another --port, or stop "
+            "what is using it"
+        ) from None
+    return sock
+
+
 async def _serve_http(args: argparse.Namespace, settings: Settings, verifier: TokenVerifier | None) -> None:
     import uvicorn
 
     from todo_mcp.web.app import create_app
     from todo_mcp.web.http11 import BoundedH11Protocol
 
+    listener = _listening_socket(args.host, args.port)
     database = await _open_database(settings)
     app = create_app(settings, database=database, verifier=verifier, stateless=args.stateless)
     if verifier is None:
@@ -234,7 +252,7 @@ async def _serve_http(args: argparse.Namespace, settings: Settings, verifier: To
         timeout_graceful_shutdown=5,
     )
     try:
-        await uvicorn.Server(config).serve()
+        await uvicorn.Server(config).serve(sockets=[listener])
     finally:
         await database.dispose()
 
@@ -305,5 +323,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         verifier = _verifier(args, settings)
         _run_guarded(_serve_http(args, settings, verifier))
     else:
-        with contextlib.suppress(KeyboardInterrupt):
+        try:
             _run_guarded(_serve_stdio(settings))
+        except KeyboardInterrupt:
+            # Served and closed; the thread that read stdin may still wait for a line that never
+            # comes, and the interpreter would wait for it on exit.
+            logging.shutdown()
+            os._exit(130)

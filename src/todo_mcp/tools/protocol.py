@@ -5,12 +5,16 @@
   not even JSON has no readable id, and is logged and skipped.
 - An unknown prompt is -32602 (invalid params) naming the prompts there are; the SDK answers it
   with code 0, or -32603 "Internal server error" on the 2026-07-28 protocol.
+- Ctrl-C stops a stdio server: stdin is read in a worker thread that a cancellation abandons
+  (the SDK's own reader waits for the next line before it can stop).
 """
 
 from __future__ import annotations
 
+import io
 import logging
-from typing import Any
+import sys
+from typing import Any, cast
 
 import anyio
 from mcp.server import MCPServer
@@ -24,6 +28,25 @@ from mcp_types import InputRequiredResult
 from pydantic import ValidationError
 
 log = logging.getLogger(__name__)
+
+
+class StdinLines:
+    """The lines of the process's stdin, read in a worker thread that a cancellation abandons."""
+
+    def __init__(self) -> None:
+        """Read the process's standard input as UTF-8 text (undecodable bytes replaced)."""
+        self._file = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
+
+    def __aiter__(self) -> StdinLines:
+        """Iterate over the lines as they arrive."""
+        return self
+
+    async def __anext__(self) -> str:
+        """The next line; the iteration ends with stdin."""
+        line = await anyio.to_thread.run_sync(self._file.readline, abandon_on_cancel=True)
+        if not line:
+            raise StopAsyncIteration
+        return line
 
 
 def readable_id(error: Exception) -> str | int | None:
@@ -43,7 +66,8 @@ class LedgerServer(MCPServer[Any]):
 
     async def run_stdio_async(self) -> None:
         """Serve over stdio; a frame that cannot be a message is answered (or logged), never left hanging."""
-        async with stdio_server() as (read_stream, write_stream):
+        stdin = cast("anyio.AsyncFile[str]", StdinLines())
+        async with stdio_server(stdin=stdin) as (read_stream, write_stream):
             relay_writer, relay_reader = create_context_streams[SessionMessage | Exception](0)
 
             async def relay() -> None:
