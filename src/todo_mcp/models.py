@@ -16,9 +16,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    SerializationInfo,
-    SerializerFunctionWrapHandler,
-    model_serializer,
     model_validator,
 )
 
@@ -222,41 +219,39 @@ class TaskQuery(Input):
 # --- outputs -------------------------------------------------------------------------------------
 
 
-class Compact(BaseModel):
-    """Leaves out fields whose value is None, so rows stay small."""
-
-    @model_serializer(mode="wrap")
-    def _drop_none(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
-        data = handler(self)
-        if isinstance(data, dict):
-            return {k: v for k, v in data.items() if v is not None}
-        return data
+def _is_none(value: object) -> bool:
+    return value is None
 
 
-class Task(Compact):
-    """A task as every edge shows it."""
+def omitted() -> Any:
+    """An optional output field that is left out, rather than sent as null, when it has no value."""
+    return Field(default=None, exclude_if=_is_none)
+
+
+class Task(BaseModel):
+    """A task as every edge shows it (fields without a value are left out)."""
 
     id: int
     title: str
-    description: str | None = None
+    description: str | None = omitted()
     status: Status
     priority: Priority
-    due: str | None = None
+    due: str | None = omitted()
     tags: list[str]
     version: int
     created_at: datetime
     updated_at: datetime
-    completed_at: datetime | None = None
-    deleted_at: datetime | None = None
+    completed_at: datetime | None = omitted()
+    deleted_at: datetime | None = omitted()
 
 
-class ItemResult(Compact):
+class ItemResult(BaseModel):
     """The outcome for one id of a bulk call."""
 
     id: int
     ok: bool
-    task: Task | None = None
-    error: str | None = None
+    task: Task | None = omitted()
+    error: str | None = omitted()
 
 
 class BulkResult(BaseModel):

@@ -19,6 +19,7 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
 from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel, ValidationError
+from pydantic_core import to_json
 
 from todo_mcp import __version__
 from todo_mcp.config import Settings
@@ -70,8 +71,7 @@ def tool_result(model: BaseModel) -> CallToolResult:
     """Structured content plus the same JSON, compact, as the text block."""
     data = model.model_dump(mode="json")
     return CallToolResult(
-        content=[TextContent(type="text", text=json.dumps(data, ensure_ascii=False, separators=(",", ":")))],
-        structured_content=data,
+        content=[TextContent(type="text", text=to_json(data).decode())], structured_content=data
     )
 
 
