@@ -13,6 +13,8 @@ from tests.calls import Agent
 from todo_mcp.config import Settings
 from todo_mcp.identity import local_identity
 from todo_mcp.storage.engine import Database
+from todo_mcp.storage.session import Session
+from todo_mcp.storage.statements import Statement
 from todo_mcp.storage.table import tasks_table
 from todo_mcp.tools.server import build_server
 
@@ -65,8 +67,15 @@ async def test_another_users_task_answers_exactly_like_a_missing_one(
     assert "was not found" in seen_live["get_task"]
 
     # Remove both rows for good: the same ids now name tasks that do not exist at all.
-    async with database.engine.connect() as conn:
-        await conn.execute(sa.delete(tasks_table).where(tasks_table.c.id.in_([live["id"], deleted["id"]])))
+    gone = Statement(
+        sa.delete(tasks_table).where(tasks_table.c.id == sa.bindparam("id", type_=sa.BigInteger()))
+    )
+
+    async def remove(session: Session) -> None:
+        for task_id in (live["id"], deleted["id"]):
+            await session.rows(gone, {"id": task_id})
+
+    await database.run(remove)
     assert await _answers(intruder, live["id"]) == seen_live
     assert await _answers(intruder, deleted["id"]) == seen_deleted
     # And an id that never existed differs only by the number.

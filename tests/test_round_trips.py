@@ -22,14 +22,14 @@ import pytest
 from mcp import Client
 from mcp.types import CallToolResult, GetPromptResult, ReadResourceResult, TextContent, TextResourceContents
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tests.wired import FAST_BACKOFF, Wire, open_wire
+from tests.wired import FAST_BACKOFF, Wire, open_wire, pool_of
 from tests.wireproxy import Measurement, Turn, WireProxy
 from todo_mcp.config import Settings
 from todo_mcp.models import Task, TaskCreate
 from todo_mcp.storage import repository
 from todo_mcp.storage.engine import Database
+from todo_mcp.storage.session import PostgresSession, Session
 from todo_mcp.tools import records
 
 pytestmark = pytest.mark.anyio
@@ -85,15 +85,18 @@ async def _rows_titled(pg_url: str, owner: str, title: str) -> int:
     return count
 
 
+async def _nothing(session: Session) -> None:
+    return None
+
+
 async def _pooled_connection_closed(db: Database) -> anyio.Event:
     """An event set when the (idle) pooled connection's driver learns that its socket closed."""
     closed = anyio.Event()
-    async with db.engine.connect() as conn:  # autocommit, no pre-ping: no round trip
-        raw = await conn.get_raw_connection()
-        driver = raw.driver_connection
-        assert driver is not None
-        assert not driver.is_closed()
-        driver.add_termination_listener(lambda _connection: closed.set())
+    if not pool_of(db).idle():
+        await db.run(_nothing)  # opens the pooled connection
+    (driver,) = pool_of(db).idle()
+    assert not driver.is_closed()
+    driver.add_termination_listener(lambda _connection: closed.set())
     return closed
 
 
@@ -452,7 +455,7 @@ async def test_a_connection_closed_while_idle_is_replaced_without_failing_the_ca
     assert await _rows_titled(pg_url, owner, "after the drop") == 1
 
     # Both times the checkout check saw the closed connection locally; no call needed a retry.
-    assert [type(error).__name__ for error in wire.invalidations] == ["DisconnectionError"] * 2
+    assert wire.invalidations == ["closed while idle"] * 2
     assert not [r for r in caplog.records if "retrying" in r.getMessage()]
 
 
@@ -463,18 +466,18 @@ async def test_a_connection_closed_after_checkout_but_before_sending_is_retried_
     _data(await wire.client.call_tool("add_task", {"title": "warm"}))
     attempts = 0
 
-    async def create_after_hang_up(conn: AsyncConnection, *, owner: str, data: TaskCreate) -> Task:
+    async def create_after_hang_up(session: Session, *, owner: str, data: TaskCreate) -> Task:
         nonlocal attempts
         attempts += 1
         if attempts == 1:
-            driver = (await conn.get_raw_connection()).driver_connection
-            assert driver is not None
+            assert isinstance(session, PostgresSession)
+            driver = session.conn
             closed = anyio.Event()
             driver.add_termination_listener(lambda _connection: closed.set())
             assert await wire.proxy.drop_all() == 1
             with anyio.fail_after(10):
                 await closed.wait()
-        return await repository.create_task(conn, owner=owner, data=data)
+        return await repository.create_task(session, owner=owner, data=data)
 
     task = await wire.db.run(create_after_hang_up, owner=owner, data=TaskCreate(title="raced"))
 
@@ -550,11 +553,8 @@ async def test_prepared_statements_get_names_unique_across_clients(wire: Wire) -
     repository runs gets a unique one.
     """
     _data(await wire.client.call_tool("add_task", {"title": "named"}))
-    async with wire.db.engine.connect() as conn:
-        raw = await conn.get_raw_connection()
-        driver = raw.driver_connection
-        assert driver is not None
-        rows = await driver.fetch("SELECT name, statement FROM pg_prepared_statements")
+    (driver,) = pool_of(wire.db).idle()
+    rows = await driver.fetch("SELECT name, statement FROM pg_prepared_statements")
     ours = [row["name"] for row in rows if "tasks" in row["statement"]]
     assert ours, "the tool call prepared its statement on this (only) pooled connection"
     assert all(re.fullmatch(r"__todo_mcp_[0-9a-f]{32}__", name) for name in ours), ours

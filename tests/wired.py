@@ -6,16 +6,16 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from mcp import Client
-from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from tests.wireproxy import WireProxy
 from todo_mcp.config import Settings
 from todo_mcp.identity import local_identity
+from todo_mcp.storage.backends import PostgresBackend
 from todo_mcp.storage.engine import Database
+from todo_mcp.storage.pool import Pool
 from todo_mcp.storage.url import parse_database_url
 from todo_mcp.tools.server import build_server
 
@@ -31,7 +31,17 @@ class Wire:
     db: Database
     client: Client
     application_name: str
-    invalidations: list[BaseException | None]
+
+    @property
+    def invalidations(self) -> list[str]:
+        """Why each connection was thrown away, oldest first."""
+        return pool_of(self.db).discarded
+
+
+def pool_of(db: Database) -> Pool:
+    """The server's own PostgreSQL pool."""
+    assert isinstance(db.backend, PostgresBackend)
+    return db.backend.pool
 
 
 @asynccontextmanager
@@ -48,16 +58,10 @@ async def open_wire(
         db = Database.open(
             target, pool_size=1, connect_backoff=FAST_BACKOFF, statement_timeout=statement_timeout
         )
-        invalidations: list[BaseException | None] = []
-
-        @event.listens_for(db.engine.sync_engine, "invalidate")
-        def _invalidated(dbapi_connection: Any, record: Any, exception: BaseException | None) -> None:
-            invalidations.append(exception)
-
         principal = local_identity(owner)
         server = build_server(db, settings=settings, identity=lambda: principal)
         try:
             async with Client(server) as client:
-                yield Wire(proxy, db, client, application_name, invalidations)
+                yield Wire(proxy, db, client, application_name)
         finally:
             await db.dispose()

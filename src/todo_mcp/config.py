@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", validation_alias="TODO_MCP_LOG_LEVEL"
     )
-    db_pool_size: int = Field(default=5, ge=1, le=100, validation_alias="TODO_MCP_DB_POOL_SIZE")
+    db_pool_size: int = Field(default=10, ge=1, le=200, validation_alias="TODO_MCP_DB_POOL_SIZE")
     db_connect_timeout: float = Field(
         default=5.0, gt=0, le=120, validation_alias="TODO_MCP_DB_CONNECT_TIMEOUT"
     )

@@ -13,6 +13,7 @@ import binascii
 import hashlib
 import hmac
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -49,11 +50,11 @@ def _signature(key: bytes, body: str) -> str:
     return _b64(hmac.new(key, body.encode(), hashlib.sha256).digest()[:_SIGNATURE_BYTES])
 
 
-def encode_cursor(query: TaskQuery, row: Any, key: bytes) -> str:
+def encode_cursor(query: TaskQuery, row: Mapping[str, Any], key: bytes) -> str:
     """The cursor that continues `query` after `row`, signed with `key`."""
     keys: list[Any] = []
     for column, _ in SORTS[query.sort]:
-        value = getattr(row, column)
+        value = row[column]
         keys.append(value.isoformat() if isinstance(value, datetime) else value)
     body = _b64(json.dumps({"q": _fingerprint(query), "k": keys}, separators=(",", ":")).encode())
     return f"{body}.{_signature(key, body)}"

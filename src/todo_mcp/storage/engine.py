@@ -1,8 +1,9 @@
-"""One async engine per process, its connection options, and running one operation on it.
+"""The process's database: its connections, and running one repository operation on them.
 
-PostgreSQL connections run in AUTOCOMMIT with asyncpg's statement cache on and no pre-ping, so
-each repository call is one round trip. Every wait is bounded and every failure says whether
-anything could have changed:
+PostgreSQL is served from the server's own pool of asyncpg connections (`todo_mcp.storage.pool`)
+in autocommit, with each statement prepared once per connection, so that a repository call is one
+round trip. The SQLite default runs through SQLAlchemy. Every wait is bounded and every failure
+says whether anything could have changed:
 
 - Opening a connection fails fast and is retried with backoff only when the refusal was quick
   (a restarting server, a waking Neon compute); a connect timeout is not waited out again.
@@ -20,17 +21,18 @@ from __future__ import annotations
 import logging
 import secrets
 import ssl
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import anyio
-import sqlalchemy as sa
 from sqlalchemy import event, exc
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from todo_mcp.errors import DatabaseUnavailable, OutcomeUnknown, TodoError, describe_db_error
+from todo_mcp.storage.backends import Backend, Connector, Fault, Lease, PostgresBackend, SqliteBackend
+from todo_mcp.storage.pool import PoolTimeout
+from todo_mcp.storage.session import Session
 from todo_mcp.storage.url import DatabaseTarget
 
 log = logging.getLogger(__name__)
@@ -41,15 +43,6 @@ SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=30000"
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-def _closed_before_send(error: BaseException) -> bool:
-    """True when the driver refused to send because the connection was already closed."""
-    orig = getattr(error, "orig", None)
-    text = str(orig or error).lower()
-    return (
-        isinstance(error, exc.DBAPIError) and error.connection_invalidated and "connection is closed" in text
-    )
 
 
 def _transient(error: BaseException) -> bool:
@@ -71,39 +64,15 @@ def _transient(error: BaseException) -> bool:
     return False
 
 
-def _statement_name() -> str:
-    return f"__todo_mcp_{uuid.uuid4().hex}__"
-
-
-def make_engine(
-    target: DatabaseTarget, *, pool_size: int, autocommit: bool, checkout_timeout: float = 30.0
-) -> AsyncEngine:
-    """An engine for `target`: pooled autocommit connections for serving, or one for migrations."""
+def make_engine(target: DatabaseTarget, *, pool_size: int = 1) -> AsyncEngine:
+    """A SQLAlchemy engine for `target`: for migrations and start-up work, and for serving SQLite."""
     options: dict[str, Any] = {"connect_args": dict(target.connect_args), "pool_pre_ping": False}
-    if autocommit:
-        options["isolation_level"] = "AUTOCOMMIT"
     if target.dialect == "postgresql":
-        options.update(
-            pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, pool_timeout=checkout_timeout
-        )
-        if target.named_statements:
-            # Neon's -pooler host is PgBouncer: asyncpg's numbered statement names could collide on a
-            # server connection that other clients used before; unique names cannot.
-            options["connect_args"].setdefault("prepared_statement_name_func", _statement_name)
-        engine = create_async_engine(target.url, **options)
-        event.listen(engine.sync_engine, "checkout", _drop_closed)
-        return engine
+        return create_async_engine(target.url, pool_size=pool_size, **options)
     options["connect_args"].setdefault("timeout", 30)
     engine = create_async_engine(target.url, **options)
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
-
-
-def _drop_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
-    # A local check, no round trip: asyncpg has already seen the server hang up.
-    raw = getattr(dbapi_connection, "driver_connection", None)
-    if raw is not None and raw.is_closed():
-        raise exc.DisconnectionError("connection closed while idle")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
@@ -115,10 +84,10 @@ def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
 
 @dataclass
 class Database:
-    """The process's engine; every transport and route shares it."""
+    """The process's connections; every transport and route shares them."""
 
     target: DatabaseTarget
-    engine: AsyncEngine
+    backend: Backend
     connect_backoff: tuple[float, ...] = CONNECT_BACKOFF
     statement_timeout: float = 5.0
     # Signs list cursors: the deployment's key (see storage.startup), or one of this process's own.
@@ -129,67 +98,75 @@ class Database:
         cls,
         target: DatabaseTarget,
         *,
-        pool_size: int = 5,
+        pool_size: int = 10,
         connect_backoff: tuple[float, ...] = CONNECT_BACKOFF,
         statement_timeout: float = 5.0,
         cursor_key: bytes | None = None,
+        connector: Connector | None = None,
     ) -> Database:
-        """A pool for `target`; no connection is opened until the first call."""
-        # Waiting for a pooled connection longer than a statement may take gains nothing.
-        engine = make_engine(target, pool_size=pool_size, autocommit=True, checkout_timeout=statement_timeout)
-        database = cls(
-            target=target, engine=engine, connect_backoff=connect_backoff, statement_timeout=statement_timeout
-        )
+        """Connections to `target`; none is opened until the first call."""
+        backend: Backend
+        if target.dialect == "postgresql":
+            backend = PostgresBackend(target, pool_size, connector)
+        else:
+            engine = make_engine(target)
+            engine.update_execution_options(isolation_level="AUTOCOMMIT")
+            backend = SqliteBackend(engine)
+        database = cls(target, backend, connect_backoff=connect_backoff, statement_timeout=statement_timeout)
         if cursor_key is not None:
             database.cursor_key = cursor_key
         return database
 
     async def run(
         self,
-        operation: Callable[Concatenate[AsyncConnection, P], Awaitable[T]],
+        operation: Callable[Concatenate[Session, P], Awaitable[T]],
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> T:
         """Run one repository operation on a pooled autocommit connection, within the statement timeout."""
         for attempt in (1, 2):
-            conn = await self._connect()
+            lease = await self._checkout()
             try:
                 with anyio.fail_after(self.statement_timeout):
-                    result = await operation(conn, *args, **kwargs)
-            except exc.DBAPIError as error:
-                await _discard(conn)
-                if attempt == 1 and _closed_before_send(error):
-                    log.info("database connection was closed; retrying on a new one")
-                    continue
-                if error.connection_invalidated:
-                    raise OutcomeUnknown(describe_db_error(error)) from error
+                    result = await operation(lease.session, *args, **kwargs)
+            except TodoError:
+                await self.backend.release(lease)  # the database answered: a refusal, not a fault
                 raise
             except TimeoutError:
-                await _discard(conn)
+                await self._discard(lease, "no answer within the statement timeout")
                 raise OutcomeUnknown(f"no answer within {self.statement_timeout:g} s") from None
-            except TodoError:
-                await _release(conn)  # the database answered: a refusal, not a fault
+            except BaseException as error:
+                fault = self.backend.fault(error)
+                await self._discard(lease, fault.value if fault else f"failed: {type(error).__name__}")
+                if fault is Fault.UNSENT and attempt == 1:
+                    log.info("database connection was closed; retrying on a new one")
+                    continue
+                if fault is Fault.UNSENT:
+                    raise DatabaseUnavailable(describe_db_error(error)) from error
+                if fault is Fault.BROKEN:
+                    raise OutcomeUnknown(describe_db_error(error)) from error
                 raise
-            except BaseException:
-                await _discard(conn)
-                raise
-            await _release(conn)
+            await self.backend.release(lease)
             return result
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _connect(self) -> AsyncConnection:
+    async def _discard(self, lease: Lease, reason: str) -> None:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(1):
+            await self.backend.discard(lease, reason)
+
+    async def _checkout(self) -> Lease:
         """A pooled connection; opening a new one is retried with backoff (a waking Neon compute).
 
         Nothing has been sent when opening fails, so retrying cannot repeat a write.
         """
         for delay in (*self.connect_backoff, None):
             try:
-                return await self.engine.connect()
-            except exc.TimeoutError:
+                return await self.backend.checkout(self.statement_timeout)
+            except (PoolTimeout, exc.TimeoutError):
                 raise DatabaseUnavailable(
                     f"every pooled connection stayed busy for {self.statement_timeout:g} s"
                 ) from None
-            except (exc.DBAPIError, OSError) as error:
+            except Exception as error:  # whatever the driver raised while opening: nothing was sent
                 if delay is None or not _transient(error):
                     raise DatabaseUnavailable(self._connect_failure(error)) from error
                 log.warning(
@@ -209,23 +186,8 @@ class Database:
 
     async def check_reachable(self) -> None:
         """One `SELECT 1` on a pooled connection (readiness)."""
-        async with self.engine.connect() as conn:
-            await conn.execute(sa.text("SELECT 1"))
+        await self.backend.check_reachable()
 
     async def dispose(self) -> None:
-        """Close every pooled connection."""
-        await self.engine.dispose()
-
-
-async def _release(conn: AsyncConnection) -> None:
-    """Give a healthy connection back to the pool, even while the caller is being cancelled."""
-    with anyio.CancelScope(shield=True):
-        await conn.close()
-
-
-async def _discard(conn: AsyncConnection) -> None:
-    """Throw a connection away (it may be mid-statement or broken) without waiting on the network."""
-    with anyio.CancelScope(shield=True), anyio.move_on_after(1):
-        await conn.invalidate()
-    with anyio.CancelScope(shield=True), anyio.move_on_after(1):
-        await conn.close()
+        """Close every connection."""
+        await self.backend.dispose()

@@ -1,111 +1,211 @@
-"""The WHERE conditions and ORDER BY of a task list."""
+"""The statement of a task list, built once per shape, and the values of one call.
+
+A list's shape is which filters it has, how it sorts, and whether it continues after a cursor;
+its values are everything else. `list_statement(shape)` is built once per shape with named
+parameters, and `list_values(...)` fills them for one call. The two are kept side by side here,
+because every parameter the first names, the second must give.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
 from todo_mcp.due import parse_due
-from todo_mcp.models import DueWindow, TaskQuery
+from todo_mcp.models import DueWindow, SortOrder, TaskQuery
 from todo_mcp.storage.cursor import SORTS
-from todo_mcp.storage.dialect import SqlDialect
+from todo_mcp.storage.dialect import SqlDialect, sql_dialect
+from todo_mcp.storage.statements import Statement, built, param
 from todo_mcp.storage.table import PRIORITY_RANK, tasks_table
 
 t = tasks_table
+Bound = Literal["date", "at"] | None
 
 
-def visible(owner: str) -> sa.ColumnElement[bool]:
-    """The owner's tasks that are not deleted."""
-    return sa.and_(t.c.owner_id == owner, t.c.deleted_at.is_(None))
+def visible() -> sa.ColumnElement[bool]:
+    """The tasks of the parameter `owner` that are not deleted."""
+    return sa.and_(t.c.owner_id == param("owner", t.c.owner_id), t.c.deleted_at.is_(None))
 
 
-def list_conditions(
+@dataclass(frozen=True)
+class ListShape:
+    """What decides a list statement's text."""
+
+    database: str
+    status: bool
+    priority: bool
+    tag: bool
+    search_terms: int
+    due: DueWindow | None
+    due_before: Bound
+    due_after: Bound
+    sort: SortOrder
+    after: bool
+
+
+def _bound(text: str | None) -> Bound:
+    if text is None:
+        return None
+    return "date" if parse_due(text).at is None else "at"
+
+
+def list_shape(sql: SqlDialect, query: TaskQuery, *, after: bool) -> ListShape:
+    """The shape of `query` on the database of `sql`."""
+    return ListShape(
+        database=sql.name,
+        status=query.status != "all",
+        priority=query.priority is not None,
+        tag=query.tag is not None,
+        search_terms=len(sql.search_terms(query.search)) if query.search is not None else 0,
+        due=query.due,
+        due_before=_bound(query.due_before),
+        due_after=_bound(query.due_after),
+        sort=query.sort,
+        after=after,
+    )
+
+
+@built
+def list_statement(shape: ListShape) -> sa.Select[Any]:
+    """SELECT the page (one row more, to tell whether another page follows)."""
+    sql = sql_dialect(shape.database)
+    conditions: list[sa.ColumnElement[bool]] = [visible()]
+    if shape.status:
+        conditions.append(t.c.status == param("status", t.c.status))
+    if shape.priority:
+        conditions.append(t.c.priority == param("priority", t.c.priority))
+    if shape.tag:
+        conditions.append(sql.has_tag())
+    if shape.search_terms:
+        conditions.append(sql.matches(shape.search_terms))
+    if shape.due is not None:
+        conditions.extend(_due_window(shape.due))
+    if shape.due_before is not None:
+        conditions.extend(_due_bound(shape.due_before, "before"))
+    if shape.due_after is not None:
+        conditions.extend(_due_bound(shape.due_after, "after"))
+    if shape.after:
+        conditions.append(_after(shape.sort))
+    order = [t.c[name].desc() if desc else t.c[name].asc() for name, desc in SORTS[shape.sort]]
+    return sa.select(t).where(*conditions).order_by(*order).limit(param("limit", sa.Integer()))
+
+
+def list_values(
     sql: SqlDialect, owner: str, query: TaskQuery, zone: ZoneInfo, now: datetime, after: list[Any] | None
-) -> list[sa.ColumnElement[bool]]:
-    """Every condition a row must meet to appear on this page of `query` (after the sort key `after`)."""
-    conditions: list[sa.ColumnElement[bool]] = [visible(owner)]
+) -> dict[str, Any]:
+    """The value of every parameter `list_statement(list_shape(...))` names, for this call."""
+    values: dict[str, Any] = {"owner": owner, "limit": query.limit + 1}
     if query.status != "all":
-        conditions.append(t.c.status == query.status)
+        values["status"] = query.status
     if query.priority is not None:
-        conditions.append(t.c.priority == PRIORITY_RANK[query.priority])
+        values["priority"] = PRIORITY_RANK[query.priority]
     if query.tag is not None:
-        conditions.append(sql.has_tag(query.tag.strip().lower()))
+        values["tag"] = sql.tag_value(query.tag.strip().lower())
     if query.search is not None:
-        conditions.append(sql.matches(query.search))
+        values.update({f"search_{n}": term for n, term in enumerate(sql.search_terms(query.search))})
     if query.due is not None:
-        conditions.extend(_due_window(query.due, zone, now))
-    if query.due_before is not None:
-        conditions.extend(_due_bound(query.due_before, before=True))
-    if query.due_after is not None:
-        conditions.extend(_due_bound(query.due_after, before=False))
-    if after is not None:
-        conditions.append(_after(query, after))
-    return conditions
+        values.update(_window_values(zone, now))
+    for name, text in (("before", query.due_before), ("after", query.due_after)):
+        if text is not None:
+            due = parse_due(text)
+            values[f"due_{name}"] = due.day if due.at is None else due.at
+    for n, key in enumerate(after or ()):
+        values[f"key_{n}"] = key
+    return values
 
 
-def order_by(query: TaskQuery) -> list[sa.UnaryExpression[Any]]:
-    """The stable sort order of `query` (its last column is always the unique id)."""
-    return [t.c[name].desc() if desc else t.c[name].asc() for name, desc in SORTS[query.sort]]
-
-
-def _after(query: TaskQuery, keys: list[Any]) -> sa.ColumnElement[bool]:
-    """Rows strictly after the cursor in the sort order (keyset pagination)."""
+def _after(sort: SortOrder) -> sa.ColumnElement[bool]:
+    """Rows strictly after the cursor's keys `key_0`, `key_1`, ... in the sort order (keyset pagination)."""
     condition: sa.ColumnElement[bool] | None = None
+    columns = list(enumerate(SORTS[sort]))
     # Build from the last (tie-breaking) column outwards: c1 > k1 OR (c1 = k1 AND (...)).
-    for (name, descending), key in reversed(list(zip(SORTS[query.sort], keys, strict=True))):
+    for n, (name, descending) in reversed(columns):
         column = t.c[name]
+        key = param(f"key_{n}", column)
         beyond = column < key if descending else column > key
         condition = beyond if condition is None else sa.or_(beyond, sa.and_(column == key, condition))
     assert condition is not None
     return condition
 
 
-def _due_bound(text: str, *, before: bool) -> list[sa.ColumnElement[bool]]:
-    due = parse_due(text)
-    if due.at is None:
-        bound = t.c.due_date < due.day if before else t.c.due_date > due.day
+def _due_bound(kind: Literal["date", "at"], side: Literal["before", "after"]) -> list[sa.ColumnElement[bool]]:
+    """Due strictly before/after the parameter `due_before`/`due_after` (a date, or an instant)."""
+    if kind == "date":
+        column, value = t.c.due_date, param(f"due_{side}", t.c.due_date)
     else:
-        bound = t.c.due_sort < due.at if before else t.c.due_sort > due.at
-    return [t.c.due_date.is_not(None), bound]
+        column, value = t.c.due_sort, param(f"due_{side}", t.c.due_sort)
+    return [t.c.due_date.is_not(None), column < value if side == "before" else column > value]
 
 
-def _day_bounds(zone: ZoneInfo, now: datetime) -> tuple[date, datetime, datetime]:
+def _window_values(zone: ZoneInfo, now: datetime) -> dict[str, Any]:
+    """Today in `zone`, its start and end as instants, and the bounds the index can use."""
     today = now.astimezone(zone).date()
     start = datetime.combine(today, time(0), tzinfo=zone).astimezone(UTC)
     end = datetime.combine(today + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC)
-    return today, start, end
+    # An all-day task sorts at 23:59:59 UTC of its date; these bounds hold both kinds of task.
+    day_first = datetime.combine(today, time(23, 59, 59), tzinfo=UTC)
+    return {
+        "now": now,
+        "today": today,
+        "day_start": start,
+        "day_end": end,
+        "sort_from": min(start, day_first),
+        "sort_to": max(end, day_first),
+        "sort_overdue": max(now, datetime.combine(today, time(0), tzinfo=UTC)),
+        "sort_upcoming": min(end, day_first + timedelta(days=1)),
+    }
 
 
-def _due_window(window: DueWindow, zone: ZoneInfo, now: datetime) -> list[sa.ColumnElement[bool]]:
-    """A due window computed in `zone`: timed tasks by instant, all-day tasks by their date."""
+def _day(name: str) -> sa.BindParameter[date]:
+    return sa.bindparam(name, type_=t.c.due_date.type)
+
+
+def _instant(name: str) -> sa.BindParameter[datetime]:
+    return sa.bindparam(name, type_=t.c.due_sort.type)
+
+
+def _due_window(window: DueWindow) -> list[sa.ColumnElement[bool]]:
+    """A due window computed in the caller's zone: timed tasks by instant, all-day tasks by their date.
+
+    Each window also bounds `due_sort`, which both kinds of task have, so that an index serves it.
+    """
     timed, all_day = t.c.due_at.is_not(None), t.c.due_at.is_(None)
-    today, start, end = _day_bounds(zone, now)
+    today, now = _day("today"), _instant("now")
+    start, end = _instant("day_start"), _instant("day_end")
     if window == "none":
         return [t.c.due_date.is_(None)]
     if window == "overdue":
-        midnight_utc = datetime.combine(today, time(0), tzinfo=UTC)
         return [
             t.c.status == "pending",
-            # An index-friendly bound implied by both branches below.
-            t.c.due_sort < max(now, midnight_utc),
+            t.c.due_sort < _instant("sort_overdue"),
             sa.or_(sa.and_(timed, t.c.due_at < now), sa.and_(all_day, t.c.due_date < today)),
         ]
     if window == "today":
         return [
+            t.c.due_sort >= _instant("sort_from"),
+            t.c.due_sort <= _instant("sort_to"),
             sa.or_(
                 sa.and_(timed, t.c.due_at >= start, t.c.due_at < end),
                 sa.and_(all_day, t.c.due_date == today),
-            )
+            ),
         ]
     if window == "overdue_or_today":
         return [
             t.c.status == "pending",
+            t.c.due_sort <= _instant("sort_to"),
             sa.or_(sa.and_(timed, t.c.due_at < end), sa.and_(all_day, t.c.due_date <= today)),
         ]
     return [  # upcoming: due after today
         t.c.due_date.is_not(None),
+        t.c.due_sort >= _instant("sort_upcoming"),
         sa.or_(sa.and_(timed, t.c.due_at >= end), sa.and_(all_day, t.c.due_date > today)),
     ]
+
+
+def statement_for(sql: SqlDialect, query: TaskQuery, *, after: bool) -> Statement:
+    """The built statement of `query`'s shape."""
+    return list_statement(list_shape(sql, query, after=after))

@@ -45,7 +45,7 @@ async def with_sync_connection(target: DatabaseTarget, fn: Callable[[Connection]
     """Start-up work (before anything is served), so the directory creation may block briefly."""
     if target.dialect == "sqlite":
         Path(target.url.database or "").parent.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(target, pool_size=1, autocommit=False)
+    engine = make_engine(target)
     try:
         async with engine.begin() as conn:
             return await conn.run_sync(fn)

@@ -1,8 +1,8 @@
 """Every query of todo-ledger. Each function takes the owner id and touches only that owner's rows.
 
 On PostgreSQL every function issues exactly one statement (writes use RETURNING, conditional
-writes use a data-modifying CTE), and each statement's text is the same whatever the arguments,
-so asyncpg's statement cache serves it after its first use: one round trip per call on an
+writes use a data-modifying CTE). Each statement is built once (per shape, for lists) with named
+parameters and runs as a statement prepared once per connection: one round trip per call on an
 autocommit connection. The SQLite default runs the same operations, at most two statements.
 """
 
@@ -15,14 +15,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from todo_mcp.due import parse_due, zone_info
 from todo_mcp.errors import CreatedThenDeleted, IdempotencyConflict, TaskNotFound, VersionConflict
 from todo_mcp.models import LIST_DESCRIPTION_MAX, PATCHABLE, Task, TaskCreate, TaskPage, TaskPatch, TaskQuery
 from todo_mcp.storage.cursor import decode_cursor, encode_cursor
-from todo_mcp.storage.dialect import dialect_of
-from todo_mcp.storage.filters import list_conditions, order_by, visible
+from todo_mcp.storage.dialect import returning_insert, sql_dialect
+from todo_mcp.storage.filters import list_values, statement_for, visible
+from todo_mcp.storage.session import Session, first
+from todo_mcp.storage.statements import built, param
 from todo_mcp.storage.table import ID_MAX, NO_DUE_SORT, PRIORITY_RANK, VERSION_MAX, task_from_row, tasks_table
 
 t = tasks_table
@@ -31,10 +32,6 @@ t = tasks_table
 def utcnow() -> datetime:
     """The current time, to the second, in UTC: what the `*_at` columns hold."""
     return datetime.now(UTC).replace(microsecond=0)
-
-
-def _now_param() -> sa.BindParameter[datetime]:
-    return sa.bindparam("now", utcnow(), type_=t.c.updated_at.type)
 
 
 def _request_hash(data: TaskCreate) -> str:
@@ -52,10 +49,20 @@ def _due_columns(text: str | None) -> dict[str, Any]:
     }
 
 
+def _this_task() -> sa.ColumnElement[bool]:
+    """The parameter `task_id`'s task, if the parameter `owner` has it and it is not deleted."""
+    return sa.and_(visible(), t.c.id == param("task_id", t.c.id))
+
+
 # --- create / read --------------------------------------------------------------------------------
 
 
-async def create_task(conn: AsyncConnection, *, owner: str, data: TaskCreate) -> Task:
+@built
+def _insert(database: str, retry_key: bool) -> sa.ClauseElement:
+    return returning_insert(sql_dialect(database), retry_key=retry_key)
+
+
+async def create_task(session: Session, *, owner: str, data: TaskCreate) -> Task:
     """Insert a task. With a client_request_id, a retry returns the original task instead."""
     now = utcnow()
     request_hash = _request_hash(data) if data.client_request_id else None
@@ -70,37 +77,44 @@ async def create_task(conn: AsyncConnection, *, owner: str, data: TaskCreate) ->
         "version": 1,
         "created_at": now,
         "updated_at": now,
+        "completed_at": None,
+        "deleted_at": None,
         "client_request_id": data.client_request_id,
         "request_hash": request_hash,
     }
-    stmt = dialect_of(conn).insert(values, retry_key=data.client_request_id is not None)
-    row = (await conn.execute(stmt)).one()
-    if data.client_request_id is not None and row.deleted_at is not None:
-        raise CreatedThenDeleted(data.client_request_id, row.id)
-    if data.client_request_id is not None and row.request_hash != request_hash:
-        raise IdempotencyConflict(data.client_request_id, row.id)
+    statement = _insert(session.sql.name, data.client_request_id is not None)
+    row = await first(session, statement, values)
+    assert row is not None, "INSERT ... RETURNING returns its row"
+    if data.client_request_id is not None and row["deleted_at"] is not None:
+        raise CreatedThenDeleted(data.client_request_id, row["id"])
+    if data.client_request_id is not None and row["request_hash"] != request_hash:
+        raise IdempotencyConflict(data.client_request_id, row["id"])
     return task_from_row(row)
 
 
-async def get_task(conn: AsyncConnection, *, owner: str, task_id: int) -> Task:
+@built
+def _select_task() -> sa.ClauseElement:
+    return sa.select(t).where(_this_task())
+
+
+async def get_task(session: Session, *, owner: str, task_id: int) -> Task:
     """One task of the owner's, not deleted."""
     if task_id > ID_MAX:
         raise TaskNotFound(task_id)
-    row = (await conn.execute(sa.select(t).where(visible(owner), t.c.id == task_id))).one_or_none()
+    row = await first(session, _select_task(), {"owner": owner, "task_id": task_id})
     if row is None:
         raise TaskNotFound(task_id)
     return task_from_row(row)
 
 
 async def list_tasks(
-    conn: AsyncConnection, *, owner: str, query: TaskQuery, default_tz: str, cursor_key: bytes
+    session: Session, *, owner: str, query: TaskQuery, default_tz: str, cursor_key: bytes
 ) -> TaskPage:
     """One page of tasks in a stable order; next_cursor (signed with `cursor_key`) continues after it."""
     zone = zone_info(query.tz or default_tz)
     after = decode_cursor(query, query.cursor, cursor_key) if query.cursor else None
-    conditions = list_conditions(dialect_of(conn), owner, query, zone, utcnow(), after)
-    stmt = sa.select(t).where(*conditions).order_by(*order_by(query)).limit(query.limit + 1)
-    rows = (await conn.execute(stmt)).all()
+    values = list_values(session.sql, owner, query, zone, utcnow(), after)
+    rows = await session.rows(statement_for(session.sql, query, after=after is not None), values)
     page, more = rows[: query.limit], len(rows) > query.limit
     tasks = []
     for row in page:
@@ -114,23 +128,21 @@ async def list_tasks(
 # --- update ------------------------------------------------------------------------------------------
 
 
-def _keep_unless(flag: str, column: str, new: str) -> Any:
-    return sa.case(
-        (sa.bindparam(flag, type_=sa.Boolean()), sa.bindparam(new, type_=t.c[column].type)),
-        else_=t.c[column],
-    )
+def _keep_unless(flag: str, column: str) -> Any:
+    """The parameter `new_<column>` when the parameter `flag` is true, else the column as it is."""
+    return sa.case((param(flag, sa.Boolean()), param(f"new_{column}", t.c[column])), else_=t.c[column])
 
 
 def _patch_values() -> dict[str, Any]:
     """SET clauses that keep the fields a patch does not name; the SQL text never varies."""
-    set_status = sa.bindparam("set_status", type_=sa.Boolean())
-    new_status = sa.bindparam("new_status", type_=t.c.status.type)
-    now = sa.bindparam("now", type_=t.c.updated_at.type)
+    set_status = param("set_status", sa.Boolean())
+    new_status = param("new_status", t.c.status)
+    now = param("now", t.c.updated_at)
     values: dict[str, Any] = {
-        name: _keep_unless(f"set_{name}", name, f"new_{name}")
+        name: _keep_unless(f"set_{name}", name)
         for name in ("title", "description", "priority", "tags", "status")
     }
-    values.update({column: _keep_unless("set_due", column, f"new_{column}") for column in _due_columns(None)})
+    values.update({column: _keep_unless("set_due", column) for column in _due_columns(None)})
     values["completed_at"] = sa.case(
         (sa.and_(set_status, new_status == "pending"), sa.null()),
         (sa.and_(set_status, new_status == "completed", t.c.completed_at.is_(None)), now),
@@ -157,7 +169,52 @@ def _patch_params(patch: TaskPatch, now: datetime) -> dict[str, Any]:
     return params
 
 
-async def update_task(conn: AsyncConnection, *, owner: str, task_id: int, patch: TaskPatch) -> Task:
+def _version_checked_update() -> sa.Update:
+    """UPDATE the task, unless the parameter `expected` is given and differs from its version."""
+    expected = param("expected", sa.Integer())
+    version_ok = sa.or_(expected.is_(None), t.c.version == expected)
+    return sa.update(t).where(version_ok).values(**_patch_values())
+
+
+@built
+def _update_reporting_version() -> sa.ClauseElement:
+    """One statement: find the row, update it if the version matches, report which happened.
+
+    FOR UPDATE: behind a concurrent writer, read the version it committed, not this statement's
+    snapshot, so a conflict reports the real current version (and a concurrent delete, not found).
+    """
+    cur = sa.select(t.c.id, t.c.version).where(_this_task()).with_for_update().cte("cur")
+    upd = _version_checked_update().where(_this_task(), t.c.id == cur.c.id).returning(*t.c).cte("upd")
+    return sa.select(cur.c.version.label("current_version"), *upd.c).select_from(
+        cur.outerjoin(upd, sa.true())
+    )
+
+
+@built
+def _update_returning() -> sa.ClauseElement:
+    return _version_checked_update().where(_this_task()).returning(*t.c)
+
+
+@built
+def _select_version() -> sa.ClauseElement:
+    return sa.select(t.c.version.label("current_version")).where(_this_task())
+
+
+async def _checked_update(session: Session, params: dict[str, Any]) -> tuple[Any, int | None]:
+    """The updated row (or None) and, when nothing was updated, the current version (None: no task)."""
+    if session.sql.checks_update_in_one_statement():
+        row = await first(session, _update_reporting_version(), params)
+        if row is None:
+            return None, None
+        return (row if row["id"] is not None else None), row["current_version"]
+    row = await first(session, _update_returning(), params)
+    if row is not None:
+        return row, None
+    current = await first(session, _select_version(), params)
+    return None, current["current_version"] if current is not None else None
+
+
+async def update_task(session: Session, *, owner: str, task_id: int, patch: TaskPatch) -> Task:
     """Change only the named fields. With expected_version, refuse to overwrite a newer version.
 
     A patch that names no field changes nothing: it returns the task as it is (still checked
@@ -165,7 +222,7 @@ async def update_task(conn: AsyncConnection, *, owner: str, task_id: int, patch:
     """
     expected = patch.expected_version
     if not patch.changes():
-        task = await get_task(conn, owner=owner, task_id=task_id)
+        task = await get_task(session, owner=owner, task_id=task_id)
         if expected is not None and expected != task.version:
             raise VersionConflict(task_id, expected=expected, current=task.version)
         return task
@@ -173,11 +230,8 @@ async def update_task(conn: AsyncConnection, *, owner: str, task_id: int, patch:
         raise TaskNotFound(task_id)
     # Beyond the column's range it can never match, and neither can 0.
     checked = 0 if expected is not None and expected > VERSION_MAX else expected
-    expected_param = sa.bindparam("expected", checked, type_=sa.Integer())
-    version_ok = sa.or_(expected_param.is_(None), t.c.version == expected_param)
-    update = sa.update(t).where(version_ok).values(**_patch_values())
-    found = sa.and_(visible(owner), t.c.id == task_id)
-    row, current = await dialect_of(conn).checked_update(conn, found, update, _patch_params(patch, utcnow()))
+    params = {"owner": owner, "task_id": task_id, "expected": checked, **_patch_params(patch, utcnow())}
+    row, current = await _checked_update(session, params)
     if row is not None:
         return task_from_row(row)
     if current is None:
@@ -188,49 +242,65 @@ async def update_task(conn: AsyncConnection, *, owner: str, task_id: int, patch:
 # --- bulk: complete, delete, restore ---------------------------------------------------------------
 
 
-async def _bulk(
-    conn: AsyncConnection, where: sa.ColumnElement[bool], values: dict[str, Any]
-) -> dict[int, Task]:
-    stmt = sa.update(t).where(where).values(**values).returning(*t.c)
-    return {row.id: task_from_row(row) for row in await conn.execute(stmt)}
-
-
-async def complete_tasks(conn: AsyncConnection, *, owner: str, ids: Sequence[int]) -> dict[int, Task]:
-    """Mark tasks completed; an already completed task is reported as is, its version unchanged."""
-    now = _now_param()
+@built
+def _complete(database: str) -> sa.ClauseElement:
+    now = param("now", t.c.updated_at)
     done = t.c.status == "completed"
-    return await _bulk(
-        conn,
-        sa.and_(visible(owner), dialect_of(conn).ids_match(ids)),
-        {
-            "status": "completed",
-            "completed_at": sa.func.coalesce(t.c.completed_at, now),
-            "version": t.c.version + sa.case((done, 0), else_=1),
-            "updated_at": sa.case((done, t.c.updated_at), else_=now),
-        },
+    return (
+        sa.update(t)
+        .where(visible(), sql_dialect(database).ids_match())
+        .values(
+            status="completed",
+            completed_at=sa.func.coalesce(t.c.completed_at, now),
+            version=t.c.version + sa.case((done, 0), else_=1),
+            updated_at=sa.case((done, t.c.updated_at), else_=now),
+        )
+        .returning(*t.c)
     )
 
 
-async def delete_tasks(conn: AsyncConnection, *, owner: str, ids: Sequence[int]) -> dict[int, Task]:
-    """Soft-delete tasks: they disappear everywhere until restored."""
-    now = utcnow()
-    return await _bulk(
-        conn,
-        sa.and_(visible(owner), dialect_of(conn).ids_match(ids)),
-        {"deleted_at": now, "updated_at": now, "version": t.c.version + 1},
+@built
+def _delete(database: str) -> sa.ClauseElement:
+    now = param("now", t.c.updated_at)
+    return (
+        sa.update(t)
+        .where(visible(), sql_dialect(database).ids_match())
+        .values(deleted_at=now, updated_at=now, version=t.c.version + 1)
+        .returning(*t.c)
     )
 
 
-async def restore_tasks(conn: AsyncConnection, *, owner: str, ids: Sequence[int]) -> dict[int, Task]:
-    """Undo a delete. A task that is not deleted is reported as is."""
-    now = _now_param()
+@built
+def _restore(database: str) -> sa.ClauseElement:
+    now = param("now", t.c.updated_at)
     deleted = t.c.deleted_at.is_not(None)
-    return await _bulk(
-        conn,
-        sa.and_(t.c.owner_id == owner, dialect_of(conn).ids_match(ids)),
-        {
-            "deleted_at": None,
-            "version": t.c.version + sa.case((deleted, 1), else_=0),
-            "updated_at": sa.case((deleted, now), else_=t.c.updated_at),
-        },
+    return (
+        sa.update(t)
+        .where(t.c.owner_id == param("owner", t.c.owner_id), sql_dialect(database).ids_match())
+        .values(
+            deleted_at=None,
+            version=t.c.version + sa.case((deleted, 1), else_=0),
+            updated_at=sa.case((deleted, now), else_=t.c.updated_at),
+        )
+        .returning(*t.c)
     )
+
+
+async def _bulk(session: Session, statement: Any, owner: str, ids: Sequence[int]) -> dict[int, Task]:
+    params = {"owner": owner, "ids": session.sql.ids_value(ids), "now": utcnow()}
+    return {row["id"]: task_from_row(row) for row in await session.rows(statement, params)}
+
+
+async def complete_tasks(session: Session, *, owner: str, ids: Sequence[int]) -> dict[int, Task]:
+    """Mark tasks completed; an already completed task is reported as is, its version unchanged."""
+    return await _bulk(session, _complete(session.sql.name), owner, ids)
+
+
+async def delete_tasks(session: Session, *, owner: str, ids: Sequence[int]) -> dict[int, Task]:
+    """Soft-delete tasks: they disappear everywhere until restored."""
+    return await _bulk(session, _delete(session.sql.name), owner, ids)
+
+
+async def restore_tasks(session: Session, *, owner: str, ids: Sequence[int]) -> dict[int, Task]:
+    """Undo a delete. A task that is not deleted is reported as is."""
+    return await _bulk(session, _restore(session.sql.name), owner, ids)

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from todo_mcp.errors import ConfigError
-from todo_mcp.storage.dialect import dialect_of
+from todo_mcp.storage.dialect import sql_dialect
 from todo_mcp.storage.migrations import head_revision, migrate, revision_of, with_sync_connection
 from todo_mcp.storage.table import secrets_table
 from todo_mcp.storage.url import DatabaseTarget
@@ -29,9 +29,8 @@ def key_from_secret(secret: str) -> bytes:
 def _stored_secret(connection: Connection, name: str) -> str:
     """The secret called `name`, created on first use (concurrent first starts agree on one)."""
     candidate = secrets.token_urlsafe(32)
-    connection.execute(
-        dialect_of(connection).insert_if_absent(secrets_table, {"name": name, "value": candidate})
-    )
+    insert = sql_dialect(connection.dialect.name).insert(secrets_table)
+    connection.execute(insert.values(name=name, value=candidate).on_conflict_do_nothing())
     stored: str = connection.execute(
         sa.select(secrets_table.c.value).where(secrets_table.c.name == name)
     ).scalar_one()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -96,19 +97,19 @@ class SecretRecord(SQLModel, table=True):
 secrets_table: sa.Table = SecretRecord.__table__  # type: ignore[attr-defined]
 
 
-def task_from_row(row: Any) -> Task:
+def task_from_row(row: Mapping[str, Any]) -> Task:
     """The `Task` a row of `tasks` shows."""
     return Task(
-        id=row.id,
-        title=row.title,
-        description=row.description,
-        status=row.status,
-        priority=RANK_PRIORITY[row.priority],
-        due=format_due(row.due_date, row.due_at, row.due_tz),
-        tags=list(row.tags or ()),
-        version=row.version,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        completed_at=row.completed_at,
-        deleted_at=row.deleted_at,
+        id=row["id"],
+        title=row["title"],
+        description=row["description"],
+        status=row["status"],
+        priority=RANK_PRIORITY[row["priority"]],
+        due=format_due(row["due_date"], row["due_at"], row["due_tz"]),
+        tags=row["tags"] or [],
+        version=row["version"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        completed_at=row["completed_at"],
+        deleted_at=row["deleted_at"],
     )

@@ -1,0 +1,96 @@
+"""A pooled connection as the repository sees it: run a built statement with its values, get rows.
+
+On PostgreSQL a statement's text goes straight to asyncpg as a prepared statement kept on its
+connection (one round trip per call once prepared). On SQLite the statement runs through
+SQLAlchemy, whose column types convert JSON tags and naive UTC text.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from todo_mcp.storage.dialect import SqlDialect, sql_dialect
+from todo_mcp.storage.statements import Statement
+
+if TYPE_CHECKING:
+    import asyncpg
+    from asyncpg.prepared_stmt import PreparedStatement
+
+Row = Mapping[str, Any]
+# Prepared statements kept per PostgreSQL connection; the repository has far fewer shapes.
+PREPARED_PER_CONNECTION = 256
+
+
+class Session(Protocol):
+    """One pooled connection, lent to one repository operation."""
+
+    @property
+    def sql(self) -> SqlDialect:
+        """The SQL pieces of this connection's database."""
+
+    async def rows(self, statement: Statement, params: Mapping[str, Any]) -> Sequence[Row]:
+        """Run `statement` with `params` (by name) and return every row it returns."""
+
+
+async def first(session: Session, statement: Statement, params: Mapping[str, Any]) -> Row | None:
+    """The first row `statement` returns, if any."""
+    rows = await session.rows(statement, params)
+    return rows[0] if rows else None
+
+
+class PreparedCache:
+    """The prepared statements of one asyncpg connection, by SQL text, least recently used evicted."""
+
+    def __init__(self, name: Callable[[], str | None]) -> None:
+        self._name = name
+        self._statements: OrderedDict[str, PreparedStatement] = OrderedDict()
+
+    async def get(self, conn: asyncpg.Connection, sql: str) -> PreparedStatement:
+        """The statement for `sql` on `conn`, prepared on first use (one round trip)."""
+        statement = self._statements.get(sql)
+        if statement is None:
+            statement = await conn.prepare(sql, name=self._name())
+            self._statements[sql] = statement
+            if len(self._statements) > PREPARED_PER_CONNECTION:
+                self._statements.popitem(last=False)
+        else:
+            self._statements.move_to_end(sql)
+        return statement
+
+
+class PostgresSession:
+    """A session on an asyncpg connection from the server's own pool."""
+
+    sql: SqlDialect = sql_dialect("postgresql")
+
+    def __init__(self, conn: asyncpg.Connection, prepared: PreparedCache) -> None:
+        self.conn = conn
+        self._prepared = prepared
+
+    async def rows(self, statement: Statement, params: Mapping[str, Any]) -> Sequence[Row]:
+        """Bind, execute, sync: one round trip for a statement this connection has prepared."""
+        compiled = statement.compiled(self.sql.compiler)
+        prepared = await self._prepared.get(self.conn, compiled.sql)
+        rows: list[Row] = await prepared.fetch(*compiled.arguments(params))
+        return rows
+
+
+class SqliteSession:
+    """A session on a SQLAlchemy connection to the SQLite file."""
+
+    sql: SqlDialect = sql_dialect("sqlite")
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def rows(self, statement: Statement, params: Mapping[str, Any]) -> Sequence[Row]:
+        """Through SQLAlchemy, which converts values to and from the column types."""
+        result: CursorResult[Any] = await self.conn.execute(statement.construct, dict(params))  # type: ignore[call-overload]
+        if not result.returns_rows:
+            return []
+        return cast("Sequence[Row]", result.mappings().all())

@@ -1,0 +1,141 @@
+"""Plans that stay good for every user on a shared connection.
+
+PostgreSQL may switch a prepared statement to a generic plan after five executions, a plan made
+without the values, and keep it for every later caller on that connection. The server asks for
+custom plans when it connects; these tests warm one connection with small users' calls and read
+the statement's plan counters, then show the control: without the setting, the same warm-up
+gives the big user a generic plan.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+
+from tests.pgbouncer import running_pgbouncer
+from todo_mcp.models import TaskQuery
+from todo_mcp.storage import repository
+from todo_mcp.storage.backends import Connector
+from todo_mcp.storage.engine import Database
+from todo_mcp.storage.session import PostgresSession, Session
+from todo_mcp.storage.url import parse_database_url
+
+pytestmark = pytest.mark.anyio
+
+SMALL_USERS = 100
+
+
+@pytest.fixture(scope="module")
+async def population(pg_url: str) -> str:
+    """A big user (4,000 tasks, 4 tagged "rare") among 100 users with 100 tasks each (10 "rare")."""
+    run = uuid.uuid4().hex[:8]
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await conn.execute(
+            """
+            INSERT INTO tasks (owner_id, title, status, priority, due_sort, tags, version, created_at,
+                               updated_at)
+            SELECT owner, 'task ' || n, 'pending', 2, '9999-12-31 00:00+00', tags, 1, now(), now()
+            FROM (
+                SELECT $1 || '-big' AS owner, n,
+                       CASE WHEN n % 1000 = 0 THEN ARRAY['rare'] ELSE ARRAY['common'] END AS tags
+                FROM generate_series(1, 4000) AS n
+                UNION ALL
+                SELECT $1 || '-small-' || g, n,
+                       CASE WHEN n % 10 = 0 THEN ARRAY['rare'] ELSE ARRAY['common'] END
+                FROM generate_series(1, $2::int) AS g, generate_series(1, 100) AS n
+            ) AS rows
+            ORDER BY n
+            """,
+            run,
+            SMALL_USERS,
+        )
+        await conn.execute("ANALYZE tasks")
+    finally:
+        await conn.close()
+    return run
+
+
+async def _plans(session: Session) -> list[tuple[int, int]]:
+    """(generic plans, custom plans) of each statement on this connection that filters by tag."""
+    assert isinstance(session, PostgresSession)
+    rows = await session.conn.fetch(
+        "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+        "WHERE statement LIKE '%tags @>%' AND statement NOT LIKE '%pg_prepared_statements%'"
+    )
+    return [(row["generic_plans"], row["custom_plans"]) for row in rows]
+
+
+async def _warm_then_big(database: Database, run: str) -> tuple[list[tuple[int, int]], int]:
+    """Ten small users' tag queries, then the big user's; its plan counters and result size."""
+    for i in range(10):
+        await database.run(
+            repository.list_tasks,
+            owner=f"{run}-small-{1 + i % SMALL_USERS}",
+            query=TaskQuery(tag="rare", status="all"),
+            default_tz="UTC",
+            cursor_key=database.cursor_key,
+        )
+    page = await database.run(
+        repository.list_tasks,
+        owner=f"{run}-big",
+        query=TaskQuery(tag="rare", status="all"),
+        default_tz="UTC",
+        cursor_key=database.cursor_key,
+    )
+    return await database.run(_plans), len(page.tasks)
+
+
+async def test_a_connection_warmed_by_small_users_plans_the_big_users_query_for_its_values(
+    pg_url: str, population: str
+) -> None:
+    database = Database.open(parse_database_url(pg_url), pool_size=1)
+    try:
+        plans, found = await _warm_then_big(database, population)
+    finally:
+        await database.dispose()
+    assert found == 4
+    assert plans, "the tag query was not run as a prepared statement"
+    assert all(generic == 0 for generic, _ in plans), plans
+    assert sum(custom for _, custom in plans) >= 11
+
+
+async def test_control_without_custom_plans_the_same_warm_up_gives_a_generic_plan(
+    pg_url: str, population: str
+) -> None:
+    database = Database.open(parse_database_url(pg_url), pool_size=1, connector=Connector(False))
+    try:
+        plans, found = await _warm_then_big(database, population)
+    finally:
+        await database.dispose()
+    assert found == 4
+    assert any(generic > 0 for generic, _ in plans), plans
+
+
+async def test_a_pooler_that_refuses_the_plan_setting_still_connects_and_says_how_to_set_it(
+    pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = make_url(pg_url)
+    connector = Connector()
+    with running_pgbouncer((url.host or "127.0.0.1", url.port or 5432)) as bouncer:
+        database = Database.open(parse_database_url(bouncer.url(url.database or "")), connector=connector)
+        try:
+            with caplog.at_level(logging.WARNING, logger="todo_mcp.storage.engine"):
+                answers: list[Any] = [await database.run(_select_one) for _ in range(3)]
+        finally:
+            await database.dispose()
+    assert answers == [1, 1, 1]
+    assert connector.custom_plans is False
+    warnings = [record.getMessage() for record in caplog.records if "plan_cache_mode" in record.getMessage()]
+    assert len(warnings) == 1
+    assert "ALTER ROLE" in warnings[0]
+
+
+async def _select_one(session: Session) -> Any:
+    assert isinstance(session, PostgresSession)
+    return await session.conn.fetchval("SELECT 1")
