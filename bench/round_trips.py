@@ -38,6 +38,7 @@ from bench.report import write_section
 from tests.wireproxy import WireProxy
 from todo_mcp.config import load_settings
 from todo_mcp.identity import local_identity
+from todo_mcp.storage.backends import PostgresBackend
 from todo_mcp.storage.engine import Database
 from todo_mcp.storage.migrations import migrate
 from todo_mcp.storage.url import parse_database_url
@@ -150,10 +151,9 @@ async def _after_hang_up(
 ) -> tuple[int, float]:
     """The operation right after the server side hung up on the idle pooled connection."""
     closed = asyncio.Event()
-    async with db.engine.connect() as conn:
-        driver = (await conn.get_raw_connection()).driver_connection
-        assert driver is not None
-        driver.add_termination_listener(lambda _connection: closed.set())
+    assert isinstance(db.backend, PostgresBackend)
+    (driver,) = db.backend.pool.idle()
+    driver.add_termination_listener(lambda _connection: closed.set())
     await proxy.drop_all()
     await asyncio.wait_for(closed.wait(), 10)
     return await _timed(proxy, name, operation, 0)
