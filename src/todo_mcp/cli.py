@@ -63,6 +63,9 @@ HTTP and auth settings (environment variables or .env):
                                (default: the JWKS URL without /jwks, e.g. https://app.example.com/api/auth)
   TODO_MCP_AUTH_LEEWAY         seconds of clock skew allowed for exp, nbf and iat (default 30)
   TODO_MCP_AUTH_DEFAULT_SCOPES scopes of a token without a scope claim (default todo:read,todo:write)
+  TODO_MCP_AUTH_TOKEN_CACHE_SIZE  verified tokens remembered to skip repeated signature checks
+                               (default 4096; 0 = off)
+  TODO_MCP_AUTH_TOKEN_CACHE_MAX_AGE  seconds a token is remembered, never past its exp (default 300)
   TODO_MCP_ALLOWED_HOSTS       Host header names to accept besides loopback and the host of
                                TODO_MCP_PUBLIC_URL, comma-separated (name or name:port; * = any)
   TODO_MCP_CORS_ORIGINS        browser origins allowed to call, comma-separated (default: none)

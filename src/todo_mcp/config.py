@@ -99,6 +99,12 @@ class Settings(BaseSettings):
         default_factory=lambda: ["todo:read", "todo:write"],
         validation_alias="TODO_MCP_AUTH_DEFAULT_SCOPES",
     )
+    auth_token_cache_size: int = Field(
+        default=4096, ge=0, le=1_000_000, validation_alias="TODO_MCP_AUTH_TOKEN_CACHE_SIZE"
+    )
+    auth_token_cache_max_age: float = Field(
+        default=300.0, ge=0, le=3600, validation_alias="TODO_MCP_AUTH_TOKEN_CACHE_MAX_AGE"
+    )
     allowed_hosts: CommaList = Field(default_factory=list, validation_alias="TODO_MCP_ALLOWED_HOSTS")
     cors_origins: CommaList = Field(default_factory=list, validation_alias="TODO_MCP_CORS_ORIGINS")
     rate_limit_per_minute: int = Field(default=120, ge=0, validation_alias="TODO_MCP_RATE_LIMIT_PER_MINUTE")

@@ -62,6 +62,7 @@ class JWKSCache:
         self._generation = 0
         self._last_attempt: float | None = None
         self._fetched_at: float | None = None
+        self._key_set_mark = object()
 
     async def get_key(self, kid: str | None, alg: str) -> jwt.PyJWK:
         """The key that verifies a token with this `kid` and (already allowed) `alg`."""
@@ -88,6 +89,15 @@ class JWKSCache:
             f"token key id {shown(kid)!r} is not in the auth server's key set ({self.url}); "
             "get a new token from the configured auth server"
         )
+
+    def current_key_set(self) -> object | None:
+        """A mark of the key set in use, or None when the set is due for a refetch.
+
+        The mark is a new object whenever a fetch brings keys that differ from the ones before, so
+        a conclusion drawn under one mark (a token verified with one of its keys) can be dropped
+        as soon as the mark changes. None means the next `get_key` refetches first.
+        """
+        return None if self._stale() else self._key_set_mark
 
     async def aclose(self) -> None:
         """Close the HTTP client, if this cache made it."""
@@ -166,6 +176,8 @@ class JWKSCache:
         return keys
 
     def _install(self, keys: list[dict[str, Any]]) -> None:
+        if keys != self._keys:
+            self._key_set_mark = object()
         self._keys = keys
         self._built = {}
         self._fetched_at = time.monotonic()

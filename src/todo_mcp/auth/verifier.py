@@ -10,6 +10,7 @@ description tells the caller what to do.
 from __future__ import annotations
 
 import binascii
+import hashlib
 import json
 import logging
 import re
@@ -25,6 +26,7 @@ from todo_mcp.auth.better_auth import default_issuers
 from todo_mcp.auth.errors import AuthError, shown
 from todo_mcp.auth.jwks import JWKSCache
 from todo_mcp.auth.resources import ProtectedResources
+from todo_mcp.auth.token_cache import TokenCache, token_key
 from todo_mcp.config import Settings, is_loopback_host
 from todo_mcp.errors import ConfigError
 from todo_mcp.identity import ALL_SCOPES, Principal
@@ -78,6 +80,7 @@ class TokenVerifier:
         leeway: int = 30,
         default_scopes: Sequence[str] = tuple(sorted(ALL_SCOPES)),
         max_token_bytes: int = 8192,
+        cache: TokenCache | None = None,
     ) -> None:
         self._jwks = jwks
         self._issuers = tuple(issuers)
@@ -98,6 +101,8 @@ class TokenVerifier:
                 f"use {', '.join(sorted(ALL_SCOPES))}"
             )
         self._default_scopes = frozenset(default_scopes)
+        self._cache = cache if cache is not None else TokenCache()
+        self._checks = self._fingerprint()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TokenVerifier:
@@ -129,25 +134,59 @@ class TokenVerifier:
             algorithms=settings.auth_algorithms,
             leeway=settings.auth_leeway,
             default_scopes=settings.auth_default_scopes,
+            cache=TokenCache(
+                max_entries=settings.auth_token_cache_size, max_age=settings.auth_token_cache_max_age
+            ),
         )
 
     async def verify(self, token: str) -> Principal:
-        """The principal of a valid token; otherwise AuthError with a description for the client."""
+        """The principal of a valid token; otherwise AuthError with a description for the client.
+
+        A token verified a moment ago is answered from the token cache (see `token_cache`) without
+        checking its signature again.
+        """
         # Anything but ASCII fails the JWS pattern below, so characters stand in for bytes here.
         if len(token) > self._max_token_bytes:
             raise AuthError(f"the bearer token is larger than {self._max_token_bytes} bytes")
         token = token.strip()
         if not token:
             raise AuthError("the bearer token is empty; send 'Authorization: Bearer <JWT>'")
+        cache_key = token_key(self._checks, token)
+        known = self._cache.get(cache_key, self._jwks.current_key_set())
+        if known is not None:
+            return known
         if not _JWS_COMPACT.fullmatch(token):
             raise self._not_a_jwt()
         header = self._header(token)
         key = await self._jwks.get_key(header.get("kid"), header["alg"])
-        return self._principal(self._decode(token, key))
+        claims = self._decode(token, key)
+        principal = self._principal(claims)
+        # Nothing was awaited since get_key returned: this is the key set the signature was checked with.
+        key_set = self._jwks.current_key_set()
+        if key_set is not None:
+            self._cache.put(cache_key, principal, claims, leeway=self._leeway, key_set=key_set)
+        return principal
 
     async def aclose(self) -> None:
         """Release the key cache's HTTP client."""
         await self._jwks.aclose()
+
+    def _fingerprint(self) -> bytes:
+        """A digest of everything a verification depends on besides the token and the key set.
+
+        Part of every cache key, so a cache shared by verifiers that check differently never
+        answers one with what another concluded.
+        """
+        checks = (
+            self._jwks.url,
+            self._issuers,
+            self._audiences,
+            self._algorithms,
+            self._leeway,
+            sorted(self._default_scopes),
+            self._max_token_bytes,
+        )
+        return hashlib.sha256(repr(checks).encode()).digest()
 
     def _not_a_jwt(self) -> AuthError:
         return AuthError(
