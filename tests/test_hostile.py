@@ -11,6 +11,7 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import anyio
 import httpx2
 import pytest
 
@@ -131,18 +132,52 @@ async def test_the_openapi_document_declares_every_error_body(http: httpx2.Async
         assert schema == {"$ref": "#/components/schemas/ErrorBody"}, status
 
 
-async def test_each_user_has_a_share_of_sessions_and_initialize_opens_one(http: httpx2.AsyncClient) -> None:
+async def _answers_in_session(http: httpx2.AsyncClient, session_id: str) -> int:
+    headers = {**MCP_HEADERS, "Mcp-Session-Id": session_id, "MCP-Protocol-Version": "2025-11-25"}
+    ping = {"jsonrpc": "2.0", "id": 9, "method": "ping"}
+    return (await http.post("/mcp", json=ping, headers=headers)).status_code
+
+
+async def test_a_user_at_the_session_cap_who_opens_another_ends_their_least_recently_used(
+    http: httpx2.AsyncClient,
+) -> None:
+    """Most clients never DELETE their sessions: past the cap, the oldest idle one ends, not the new one."""
     opened = [await http.post("/mcp", json=_initialize(n), headers=MCP_HEADERS) for n in range(2)]
-    refused = await http.post("/mcp", json=_initialize(3), headers=MCP_HEADERS)
     assert [response.status_code for response in opened] == [200, 200]
-    assert refused.status_code == 429
-    assert "MCP sessions open already" in refused.json()["detail"]
-    # Ending one session frees its place.
-    ended = await http.delete(
-        "/mcp", headers={**MCP_HEADERS, "Mcp-Session-Id": opened[0].headers["mcp-session-id"]}
-    )
-    assert ended.status_code < 300
-    assert (await http.post("/mcp", json=_initialize(4), headers=MCP_HEADERS)).status_code == 200
+    first, second = (response.headers["mcp-session-id"] for response in opened)
+    assert await _answers_in_session(http, first) == 200  # the first is now the more recently used
+    third = await http.post("/mcp", json=_initialize(3), headers=MCP_HEADERS)
+    assert third.status_code == 200, third.text
+    # Ended by cancelling it: the SDK forgets it as soon as the session's task has run.
+    for _ in range(500):
+        if await _answers_in_session(http, second) == 404:
+            break
+        await anyio.sleep(0.01)
+    else:
+        pytest.fail("the least recently used session was not ended")
+    assert await _answers_in_session(http, first) == 200
+    assert await _answers_in_session(http, third.headers["mcp-session-id"]) == 200
+
+
+def test_when_every_session_is_busy_a_new_one_is_refused_for_a_few_seconds() -> None:
+    quotas = UserQuotas(sessions_per_user=1, streams_per_user=1, idle_timeout=60)
+    quotas._settle("alice", None, "POST", {"status": 200, "session": "s1"})
+    quotas._sessions["s1"].in_flight = 1
+    opening = {"type": "http", "method": "POST", "path": "/mcp", "headers": []}
+    reason = quotas.refusal("alice", opening, initializes=True)
+    assert reason is not None
+    assert "request in progress" in reason
+    quotas._sessions["s1"].in_flight = 0
+    assert quotas.refusal("alice", opening, initializes=True) is None
+    assert quotas.sessions_of("alice") == 0
+
+
+def test_an_sse_client_initializing_on_its_stream_is_not_counted_as_a_new_mcp_session() -> None:
+    quotas = UserQuotas(sessions_per_user=1, streams_per_user=1, idle_timeout=60)
+    quotas._settle("alice", None, "POST", {"status": 200, "session": "s1"})
+    quotas._sessions["s1"].in_flight = 1
+    on_stream = {"type": "http", "method": "POST", "path": "/messages/", "headers": []}
+    assert quotas.refusal("alice", on_stream, initializes=True) is None
 
 
 def test_an_idle_session_frees_its_place_after_the_idle_timeout() -> None:
@@ -162,10 +197,17 @@ async def test_initialize_counts_toward_the_rate_limit(database: Database, owner
         app.router.lifespan_context(app),
         httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url=BASE) as http,
     ):
-        statuses = [
-            (await http.post("/mcp", json=_initialize(n), headers=MCP_HEADERS)).status_code for n in range(4)
-        ]
-    assert statuses == [200, 200, 200, 429]
+        answers = [await http.post("/mcp", json=_initialize(n), headers=MCP_HEADERS) for n in range(4)]
+    assert [answer.status_code for answer in answers] == [200, 200, 200, 429]
+    # The refusal is the request's own JSON-RPC error, which MCP clients show (a bare 429 they do not).
+    refused = answers[-1]
+    assert refused.headers["content-type"] == "application/json"
+    body = refused.json()
+    assert body["jsonrpc"] == "2.0"
+    assert body["id"] == 3
+    assert body["error"]["code"] == -32000
+    assert body["error"]["message"].startswith("Too many calls for this user (the limit is 3 per minute)")
+    assert body["error"]["data"]["retry_after"] == int(refused.headers["retry-after"]) > 0
 
 
 @pytest.fixture

@@ -35,11 +35,12 @@ def test_every_record_is_complete_and_its_scope_follows_its_hints() -> None:
 
 def test_the_http_gate_asks_each_call_for_the_scope_of_its_record() -> None:
     for record in records.TOOLS:
-        assert peek(_call(record.name)) == Peek(scopes={record.scope}, calls=1)
+        assert peek(_call(record.name)) == Peek(scopes={record.scope}, calls=1, request_id=1)
     batch = [_call(record.name) for record in records.TOOLS]
     assert peek(batch) == Peek(scopes={READ, WRITE}, calls=len(records.TOOLS))
-    assert peek(_call("no_such_tool")) == Peek(scopes={READ}, calls=1)
-    assert peek({"jsonrpc": "2.0", "id": 1, "method": "initialize"}) == Peek(calls=1, initializes=True)
+    assert peek(_call("no_such_tool")) == Peek(scopes={READ}, calls=1, request_id=1)
+    initialize = {"jsonrpc": "2.0", "id": "a", "method": "initialize"}
+    assert peek(initialize) == Peek(calls=1, initializes=True, request_id="a")
     assert peek("not a message") == Peek()
 
 

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import anyio
@@ -130,8 +130,22 @@ def create_app(
     if not settings.read_only:
         app.include_router(write_router)
     app.mount("/", _transports(mcp, settings, stateless=stateless))
-    _add_middleware(app, settings, verifier, resources, budget)
+    _add_middleware(app, settings, verifier, resources, budget, _session_ender(mcp))
     return app
+
+
+def _session_ender(mcp: MCPServer[object]) -> Callable[[str], bool]:
+    """Ends one handshake-era session the way its idle timeout would (the SDK then forgets it)."""
+
+    def end(session_id: str) -> bool:
+        # The SDK keeps its sessions by id; cancelling a session's idle scope is what its timeout does.
+        transport = mcp.session_manager._server_instances.get(session_id)
+        if transport is None or transport.idle_scope is None:
+            return False
+        transport.idle_scope.cancel()
+        return True
+
+    return end
 
 
 def _add_middleware(
@@ -140,12 +154,14 @@ def _add_middleware(
     verifier: TokenVerifier | None,
     resources: ProtectedResources | None,
     budget: CallBudget,
+    end_session: Callable[[str], bool],
 ) -> None:
     """Innermost first: the gate, the body reader, CORS, then the host allowlist outermost."""
     quotas = UserQuotas(
         sessions_per_user=settings.sessions_per_user,
         streams_per_user=settings.streams_per_user,
         idle_timeout=settings.session_idle_timeout,
+        end_session=end_session,
     )
     app.add_middleware(
         BearerGate,

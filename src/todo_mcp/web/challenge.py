@@ -1,7 +1,9 @@
 """The answers the bearer gate gives instead of a route: 401 and 403 with RFC 6750/9728 headers, 429.
 
 The WWW-Authenticate header names the resource metadata (RFC 9728), which names the
-authorization server, and the scopes to ask for; MCP and REST share these answers.
+authorization server, and the scopes to ask for; MCP and REST share these answers. A 429 or 503
+to an MCP request carries a JSON-RPC error for that request as its body, which MCP clients show
+their caller (they read a non-2xx body only when it is one).
 """
 
 from __future__ import annotations
@@ -47,11 +49,18 @@ def _quoted(text: str) -> str:
     return "".join(ch for ch in text if ch.isprintable()).replace("\\", "/").replace('"', "'")
 
 
-def denial_response(denial: Denial, resource_metadata_url: str | None) -> Response:
+# JSON-RPC's range for implementation-defined server errors: the call was not made, try again later.
+TRY_LATER = -32000
+
+
+def denial_response(
+    denial: Denial, resource_metadata_url: str | None, request_id: str | int | None = None
+) -> Response:
     """The HTTP response for `denial`: WWW-Authenticate on 401/403, Retry-After on 429/503.
 
     The body carries RFC 6750's `error` and `error_description`, and the same text as `detail`,
-    the field every error body of this server has.
+    the field every error body of this server has; a 429 or 503 to the MCP request `request_id`
+    is instead that request's JSON-RPC error.
     """
     headers: dict[str, str] = {}
     if denial.status in (429, 503):
@@ -64,6 +73,15 @@ def denial_response(denial: Denial, resource_metadata_url: str | None) -> Respon
             parts.append(f'resource_metadata="{resource_metadata_url}"')
         parts.append(f'scope="{denial.scope}"')
         headers["WWW-Authenticate"] = "Bearer " + ", ".join(parts)
+    if request_id is not None and denial.status in (429, 503):
+        refusal = {
+            "code": TRY_LATER,
+            "message": denial.description,
+            "data": {"retry_after": denial.retry_after or 1},
+        }
+        return JSONResponse(
+            {"jsonrpc": "2.0", "id": request_id, "error": refusal}, status_code=denial.status, headers=headers
+        )
     error = denial.error or ("rate_limited" if denial.status == 429 else "unauthorized")
     body = {"error": error, "error_description": denial.description, "detail": denial.description}
     return JSONResponse(body, status_code=denial.status, headers=headers)

@@ -203,7 +203,7 @@ class BearerGate:
 
     def _quota_denial(self, principal: Principal, scope: Scope, found: Peek) -> Denial | None:
         reason = self.quotas.refusal(principal.user_id, scope, initializes=found.initializes)
-        return None if reason is None else Denial(429, None, reason, retry_after=60)
+        return None if reason is None else Denial(429, None, reason, retry_after=5)
 
     async def _forward(
         self, principal: Principal, token: str | None, scope: Scope, receive: Receive, send: Send
@@ -232,4 +232,6 @@ class BearerGate:
                 "refused %s %s: %s %s", scope["method"], scope["path"], denial.status, denial.description
             )
         url = self.resources.metadata_url(transport_of(scope["path"])) if self.resources else None
-        await denial_response(denial, url)(scope, receive, send)
+        mcp_post = scope["method"] == "POST" and not scope["path"].startswith("/api/")
+        request_id = peek(scope.get(PARSED_BODY_KEY)).request_id if mcp_post else None
+        await denial_response(denial, url, request_id)(scope, receive, send)

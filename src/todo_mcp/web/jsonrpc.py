@@ -16,11 +16,19 @@ class Peek:
     scopes: set[str] = field(default_factory=set)
     calls: int = 0
     initializes: bool = False
+    # The id of a single request (not a batch, not a notification): a refusal can answer it.
+    request_id: str | int | None = None
 
 
 def peek(data: Any) -> Peek:
     """Read a parsed JSON-RPC body; anything that is not a message is left for the transport to refuse."""
     found = Peek()
+    if (
+        isinstance(data, dict)
+        and isinstance(data.get("id"), str | int)
+        and not isinstance(data.get("id"), bool)
+    ):
+        found.request_id = data["id"]
     for message in data if isinstance(data, list) else [data]:
         if not isinstance(message, dict):
             continue

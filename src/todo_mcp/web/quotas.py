@@ -4,10 +4,17 @@ One user opening sessions or streams until the server's global limit is reached 
 other user out; a cap per user confines the damage to that user. Sessions are counted as the SDK
 keeps them: one ends when the client deletes it, when the server answers 404 for it, or after
 `idle_timeout` seconds with no request in flight (the SDK's own idle rule, with the same timeout).
+
+Most clients never delete their sessions, so a user at the cap who opens another does not get a
+refusal: the user's least recently used idle session is ended instead (a client that comes back
+to it gets 404 and, as the protocol says, starts a new one). Only when every one of the user's
+sessions has a request in flight is the new one refused, for a few seconds. SSE streams are live
+connections and are never ended for another: past the cap, a new stream is refused.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -16,6 +23,8 @@ from dataclasses import dataclass
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import Message, Scope, Send
+
+log = logging.getLogger(__name__)
 
 SESSION_HEADER = "mcp-session-id"
 
@@ -41,8 +50,10 @@ class UserQuotas:
         streams_per_user: int,
         idle_timeout: float,
         clock: Callable[[], float] = time.monotonic,
+        end_session: Callable[[str], bool] | None = None,
     ) -> None:
-        """Caps per user, and the idle timeout after which the SDK ends a session."""
+        """Caps per user, the idle timeout after which the SDK ends a session, and how to end one."""
+        self.end_session = end_session
         self.sessions_per_user = sessions_per_user
         self.streams_per_user = streams_per_user
         self.idle_timeout = idle_timeout
@@ -59,19 +70,38 @@ class UserQuotas:
         return sum(1 for session in self._sessions.values() if session.user == user)
 
     def refusal(self, user: str, scope: Scope, *, initializes: bool) -> str | None:
-        """Why this request would take more than the user's share, or None when it would not."""
+        """Why this request would take more than the user's share, or None when it may go ahead.
+
+        A new session past the cap first ends the user's least recently used idle one.
+        """
         if _is_stream(scope) and self._streams[user] >= self.streams_per_user:
             return (
                 f"This user has {self.streams_per_user} SSE streams open already, the most allowed; "
                 "close one, or use Streamable HTTP (/mcp)"
             )
-        opening = initializes and SESSION_HEADER not in Headers(scope=scope)
-        if opening and self.sessions_of(user) >= self.sessions_per_user:
+        opening = initializes and scope["path"] == "/mcp" and SESSION_HEADER not in Headers(scope=scope)
+        if opening and self.sessions_of(user) >= self.sessions_per_user and not self._end_oldest(user):
             return (
-                f"This user has {self.sessions_per_user} MCP sessions open already, the most allowed; "
-                "end one (DELETE /mcp with its Mcp-Session-Id) or reuse it"
+                f"Every one of this user's {self.sessions_per_user} MCP sessions (the most allowed) has a "
+                "request in progress; retry when one has finished, or end a session (DELETE /mcp)"
             )
         return None
+
+    def _end_oldest(self, user: str) -> bool:
+        """End the user's least recently used session that has no request in flight, if there is one."""
+        idle = [
+            (s.idle_since, sid) for sid, s in self._sessions.items() if s.user == user and not s.in_flight
+        ]
+        if not idle:
+            return False
+        _, session_id = min(idle)
+        del self._sessions[session_id]
+        if self.end_session is not None and self.end_session(session_id):
+            log.info(
+                "ended a user's least recently used MCP session: %d is the most allowed",
+                self.sessions_per_user,
+            )
+        return True
 
     @asynccontextmanager
     async def held(self, user: str, scope: Scope, send: Send) -> AsyncIterator[Send]:
