@@ -13,7 +13,8 @@ import asyncpg
 import pytest
 from mcp import Client
 from mcp.server import MCPServer
-from mcp.types import TextResourceContents
+from mcp.shared.exceptions import MCPError
+from mcp.types import INVALID_PARAMS, TextResourceContents
 
 from tests.calls import Agent, only_text
 from todo_mcp.config import load_settings
@@ -526,7 +527,12 @@ async def test_read_only_mode_lists_only_the_read_tools(
         assert await reader.get(task["id"]) == task
         assert await reader.ids() == [task["id"]]
         for tool in TOOLS - READ_TOOLS:
-            assert f"Unknown tool: {tool}" in await reader.fail(tool, task_id=task["id"], title="x")
+            # An unknown tool is a protocol error (invalid params) that names the tools there are.
+            with pytest.raises(MCPError) as refused:
+                await read_only_client.call_tool(tool, {"task_id": task["id"], "title": "x"})
+            assert refused.value.code == INVALID_PARAMS
+            assert refused.value.message.startswith(f"Unknown tool: {tool!r}; the tools are ")
+            assert "list_tasks" in refused.value.message
     assert await writer.get(task["id"]) == task
 
 

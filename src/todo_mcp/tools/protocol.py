@@ -5,6 +5,8 @@
   not even JSON has no readable id, and is logged and skipped.
 - An unknown prompt is -32602 (invalid params) naming the prompts there are; the SDK answers it
   with code 0, or -32603 "Internal server error" on the 2026-07-28 protocol.
+- An unknown tool is -32602 too, naming the tools there are (the specification lists it among the
+  protocol errors); the SDK answers it as a tool result with isError.
 - Ctrl-C stops a stdio server: stdin is read in a worker thread that a cancellation abandons
   (the SDK's own reader waits for the next line before it can stop).
 """
@@ -23,7 +25,14 @@ from mcp.server.stdio import stdio_server
 from mcp.shared._context_streams import create_context_streams
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
-from mcp.types import INVALID_PARAMS, INVALID_REQUEST, ErrorData, GetPromptResult, JSONRPCError
+from mcp.types import (
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    CallToolResult,
+    ErrorData,
+    GetPromptResult,
+    JSONRPCError,
+)
 from mcp_types import InputRequiredResult
 from pydantic import ValidationError
 
@@ -62,7 +71,7 @@ def readable_id(error: Exception) -> str | int | None:
 
 
 class LedgerServer(MCPServer[Any]):
-    """MCPServer with the two answers above."""
+    """MCPServer with the answers above."""
 
     async def run_stdio_async(self) -> None:
         """Serve over stdio; a frame that cannot be a message is answered (or logged), never left hanging."""
@@ -92,6 +101,15 @@ class LedgerServer(MCPServer[Any]):
                 group.start_soon(relay)
                 lowlevel = self._lowlevel_server
                 await lowlevel.run(relay_reader, write_stream, lowlevel.create_initialization_options())
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        """Call the tool `name`; an unknown name is invalid params, naming the tools there are."""
+        if self._tool_manager.get_tool(name) is None:
+            known = ", ".join(tool.name for tool in self._tool_manager.list_tools())
+            raise MCPError(code=INVALID_PARAMS, message=f"Unknown tool: {name!r}; the tools are {known}")
+        return await super().call_tool(name, arguments, context)
 
     async def get_prompt(
         self, name: str, arguments: dict[str, Any] | None = None, context: Context[Any, Any] | None = None
