@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from todo_mcp.config import load_settings
+from todo_mcp.config import load_settings, unknown_settings
 from todo_mcp.errors import ConfigError
 from todo_mcp.storage.url import parse_database_url, resolve_database
 
@@ -147,3 +147,14 @@ def test_sslrootcert_system_verifies_against_the_system_store_with_the_host_name
             context.cert_store_stats()["x509_ca"]
             == ssl.create_default_context().cert_store_stats()["x509_ca"]
         )
+
+
+def test_a_todo_mcp_variable_that_is_not_a_setting_is_named_with_the_likely_one() -> None:
+    lines = unknown_settings(
+        {"TODO_MCP_RATE_LIMIT": "2", "TODO_MCP_TIMEZONE": "UTC", "TODO_MCP_ZZZ": "1", "PATH": "/bin"}
+    )
+    assert lines == [
+        "TODO_MCP_RATE_LIMIT is not a todo-ledger setting and has no effect; "
+        "did you mean TODO_MCP_RATE_LIMIT_PER_MINUTE?",
+        "TODO_MCP_ZZZ is not a todo-ledger setting and has no effect; the settings are listed by --help",
+    ]

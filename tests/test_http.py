@@ -494,7 +494,7 @@ async def test_tool_and_rest_calls_share_one_budget_per_user(env: Env, transport
     assert PER_USER_LIMIT - spent <= successes <= PER_USER_LIMIT - spent + 5
     assert limited_rest.status_code == 429
     assert int(limited_rest.headers["retry-after"]) >= 1
-    assert f"Too many calls for this user (the limit is {PER_USER_LIMIT} a minute): wait" in limited_tool
+    assert f"Too many calls for this user (the limit is {PER_USER_LIMIT} per minute); wait" in limited_tool
     assert len(still_connected.tools) == 6
     assert unaffected.status_code == 200
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +14,7 @@ import pytest
 
 from tests.conftest import _admin, _pg_url, run_sync
 from tests.http_helpers import (
+    SCRIPT,
     TRANSPORTS,
     ServerProcess,
     Transport,
@@ -181,3 +185,26 @@ def test_a_port_in_use_is_one_line(local_server: ServerProcess, tmp_path: Path) 
         )
     )
     assert "Traceback" not in result.stderr
+
+
+def test_ctrl_c_stops_serve_quietly(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT, as a terminal sends it): a graceful shutdown, exit status 130, no traceback."""
+    env = clean_env(TODO_MCP_DATA_DIR=str(tmp_path / "data"), TODO_MCP_TIMEZONE="UTC")
+    with running_server("--no-auth", env=env, cwd=tmp_path) as server:
+        server.proc.send_signal(signal.SIGINT)
+        assert server.proc.wait(timeout=15) == 130
+        log = server.log()
+    assert "Traceback" not in log, log
+    assert "Finished server process" in log
+
+
+def test_ctrl_c_while_starting_stops_at_once_without_a_traceback(tmp_path: Path) -> None:
+    env = clean_env(TODO_MCP_DATA_DIR=str(tmp_path / "data"), TODO_MCP_TIMEZONE="UTC")
+    with subprocess.Popen(
+        [str(SCRIPT)], env=env, cwd=tmp_path, stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stderr is not None
+        time.sleep(0.5)  # the server is importing or preparing its database
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=15) == 130
+        assert "Traceback" not in proc.stderr.read()

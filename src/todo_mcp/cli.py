@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
 
 from todo_mcp import __version__
-from todo_mcp.config import Settings, is_loopback_host, load_settings
+from todo_mcp.config import Settings, is_loopback_host, load_settings, unknown_settings
 from todo_mcp.errors import ConfigError, DatabaseUnavailable, describe_db_error
 from todo_mcp.storage.url import resolve_database
 
@@ -89,6 +89,10 @@ def _configure_logging(level: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    if level != "DEBUG":
+        # The SDK logs each tool error it returns (a task not found, a version conflict) at INFO:
+        # answers the caller was given, not events of the server. Stdio clients show this log.
+        logging.getLogger("mcp.server.mcpserver.server").setLevel(logging.WARNING)
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -312,7 +316,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Run the command line: stdio by default, `serve`, or `migrate`."""
+    """Run the command line: stdio by default, `serve`, or `migrate`; Ctrl-C ends it quietly (130)."""
+    try:
+        _main(argv)
+    except KeyboardInterrupt:
+        # Served and closed (or interrupted while starting): no traceback. A thread that read stdin
+        # may still wait for a line that never comes, and the interpreter would wait for it on exit.
+        logging.shutdown()
+        os._exit(130)
+
+
+def _main(argv: Sequence[str] | None) -> None:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings()
@@ -320,16 +334,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ConfigError as error:
         _fail(str(error), 2)
     _configure_logging(settings.log_level)
+    for line in unknown_settings():
+        log.warning("%s", line)
     if args.command == "migrate":
         _run_guarded(_migrate(settings))
     elif args.command == "serve":
         verifier = _verifier(args, settings)
         _run_guarded(_serve_http(args, settings, verifier))
     else:
-        try:
-            _run_guarded(_serve_stdio(settings))
-        except KeyboardInterrupt:
-            # Served and closed; the thread that read stdin may still wait for a line that never
-            # comes, and the interpreter would wait for it on exit.
-            logging.shutdown()
-            os._exit(130)
+        _run_guarded(_serve_stdio(settings))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 from pathlib import Path
@@ -150,6 +151,26 @@ class Settings(BaseSettings):
         path = platformdirs.user_data_path(APP_NAME, appauthor=False) / "todo.sqlite3"
         former = platformdirs.user_data_path(FORMER_APP_NAME, appauthor=False) / "todo.sqlite3"
         return former if former.exists() and not path.exists() else path
+
+
+def unknown_settings(environ: dict[str, str] | None = None) -> list[str]:
+    """One line for each TODO_MCP_ variable that is not a setting (a typo does nothing, silently)."""
+    names = sorted(
+        {
+            alias
+            for field in Settings.model_fields.values()
+            if isinstance(alias := field.validation_alias, str) and alias.startswith("TODO_MCP_")
+        }
+    )
+    lines = []
+    for variable in sorted(environ if environ is not None else os.environ):
+        if variable.startswith("TODO_MCP_") and variable not in names:
+            # Compared without the shared prefix, which would make every name look alike.
+            suffixes = [name.removeprefix("TODO_MCP_") for name in names]
+            guess = difflib.get_close_matches(variable.removeprefix("TODO_MCP_"), suffixes, n=1, cutoff=0.6)
+            hint = f"; did you mean TODO_MCP_{guess[0]}?" if guess else "; the settings are listed by --help"
+            lines.append(f"{variable} is not a todo-ledger setting and has no effect{hint}")
+    return lines
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -149,7 +149,7 @@ class OutcomeUnknown(DatabaseFault):
 class RateLimited(TodoError):
     """The user has made more calls this minute than the server allows each user."""
 
-    template: ClassVar[str] = "more than {limit} calls a minute; the next in {retry_after} s"
+    template: ClassVar[str] = "more than {limit} calls per minute; the next in {retry_after} s"
     limit: int
     retry_after: int
 

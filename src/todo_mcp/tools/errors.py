@@ -34,8 +34,8 @@ _WORDS: dict[type[errors.TodoError], str] = {
     ),
     errors.ScopeMissing: "this token lacks the {needed} scope; sign in again granting {needed}",
     errors.RateLimited: (
-        "Too many calls for this user (the limit is {limit} a minute): wait {retry_after} s before the next "
-        "call; nothing was done."
+        "Too many calls for this user (the limit is {limit} per minute); wait {retry_after} s before the "
+        "next call; nothing was done."
     ),
     errors.DatabaseUnavailable: (
         "The task database cannot be reached right now ({reason}); nothing was changed. Try the same call "
