@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import uuid
@@ -15,6 +17,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from tests.conftest import _admin, _pg_url, run_sync
+from todo_mcp.cli import _listening_socket
 
 SCRIPT = Path(sys.executable).with_name("todo-ledger")
 
@@ -212,3 +215,21 @@ def test_ctrl_c_stops_a_stdio_server_at_once(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 130
         assert "Traceback" not in proc.stderr.read()
+
+
+@pytest.mark.anyio
+async def test_connections_accepted_on_the_servers_socket_have_nagle_off() -> None:
+    """Without TCP_NODELAY, each answer on a kept-alive connection waits for a delayed ACK (40 ms)."""
+    listener = _listening_socket("127.0.0.1", 0)
+    accepted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        accepted.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        writer.close()
+
+    server = await asyncio.start_server(on_connect, sock=listener)
+    async with server:
+        _, writer = await asyncio.open_connection(*listener.getsockname()[:2])
+        assert await asyncio.wait_for(accepted, 5) != 0
+        writer.close()
