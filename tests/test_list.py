@@ -60,6 +60,16 @@ async def _catalogue(agent: Agent) -> dict[str, int]:
     return ids
 
 
+async def test_date_bounds_hold_tasks_timed_at_the_edges_of_the_world(agent: Agent) -> None:
+    """A timed task counts on its own local date, in zones from UTC-12 to UTC+14."""
+    early = await agent.add("Kiritimati midnight", due="2026-06-02T00:00+14:00")  # 2026-06-01 10:00Z
+    late = await agent.add("Baker Island last minute", due="2026-05-31T23:59-12:00")  # 2026-06-01 11:59Z
+    on_the_day = await agent.add("On the day", due="2026-06-01T12:00Z")
+    assert await agent.ids(due_after="2026-06-01") == [early["id"]]
+    assert await agent.ids(due_before="2026-06-01") == [late["id"]]
+    assert await agent.ids(due_after="2026-05-31", due_before="2026-06-02") == [on_the_day["id"]]
+
+
 async def test_each_filter_alone_and_combined(agent: Agent) -> None:
     ids = await _catalogue(agent)
 

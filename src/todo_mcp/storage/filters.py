@@ -109,10 +109,11 @@ def list_values(
         values.update({f"search_{n}": term for n, term in enumerate(sql.search_terms(query.search))})
     if query.due is not None:
         values.update(_window_values(zone, now))
-    for name, text in (("before", query.due_before), ("after", query.due_after)):
+    for side, text in (("before", query.due_before), ("after", query.due_after)):
         if text is not None:
             due = parse_due(text)
-            values[f"due_{name}"] = due.day if due.at is None else due.at
+            values[f"due_{side}"] = due.day if due.at is None else due.at
+            values[f"due_{side}_sort"] = _date_bound_instant(due.day, side)
     for n, key in enumerate(after or ()):
         values[f"key_{n}"] = key
     return values
@@ -133,12 +134,29 @@ def _after(sort: SortOrder) -> sa.ColumnElement[bool]:
 
 
 def _due_bound(kind: Literal["date", "at"], side: Literal["before", "after"]) -> list[sa.ColumnElement[bool]]:
-    """Due strictly before/after the parameter `due_before`/`due_after` (a date, or an instant)."""
-    if kind == "date":
-        column, value = t.c.due_date, param(f"due_{side}", t.c.due_date)
-    else:
-        column, value = t.c.due_sort, param(f"due_{side}", t.c.due_sort)
-    return [t.c.due_date.is_not(None), column < value if side == "before" else column > value]
+    """Due strictly before/after the parameter `due_before`/`due_after` (a date, or an instant).
+
+    A date bound also bounds `due_sort` (the parameter `due_<side>_sort`), loosely enough for a
+    task due at any time of that day in any zone, so that an index serves it.
+    """
+    if kind == "at":
+        value = param(f"due_{side}", t.c.due_sort)
+        return [t.c.due_date.is_not(None), t.c.due_sort < value if side == "before" else t.c.due_sort > value]
+    day, instant = param(f"due_{side}", t.c.due_date), param(f"due_{side}_sort", t.c.due_sort)
+    if side == "before":
+        return [t.c.due_date.is_not(None), t.c.due_date < day, t.c.due_sort < instant]
+    return [t.c.due_date.is_not(None), t.c.due_date > day, t.c.due_sort >= instant]
+
+
+def _date_bound_instant(day: date, side: str) -> datetime:
+    """An instant every task due before (or after) `day`, in any zone, sorts before (or after).
+
+    Zones run from UTC-12 to UTC+14: the day before `day` ends at the latest at `day` 12:00 UTC,
+    the day after it starts at the earliest at `day` 10:00 UTC; an all-day task sorts at 23:59:59
+    UTC of its date, inside both bounds.
+    """
+    hour = 12 if side == "before" else 10
+    return datetime.combine(day, time(hour), tzinfo=UTC)
 
 
 def _window_values(zone: ZoneInfo, now: datetime) -> dict[str, Any]:
