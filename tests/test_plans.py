@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -18,10 +19,12 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from tests.pgbouncer import running_pgbouncer
+from todo_mcp.due import zone_info
 from todo_mcp.models import TaskQuery
 from todo_mcp.storage import repository
 from todo_mcp.storage.backends import Connector
 from todo_mcp.storage.engine import Database
+from todo_mcp.storage.filters import list_values, statement_for
 from todo_mcp.storage.session import PostgresSession, Session
 from todo_mcp.storage.url import parse_database_url
 
@@ -139,3 +142,52 @@ async def test_a_pooler_that_refuses_the_plan_setting_still_connects_and_says_ho
 async def _select_one(session: Session) -> Any:
     assert isinstance(session, PostgresSession)
     return await session.conn.fetchval("SELECT 1")
+
+
+async def _plan_of(session: Session, query: TaskQuery, owner: str) -> str:
+    assert isinstance(session, PostgresSession)
+    statement = statement_for(session.sql, query, after=False).compiled(session.sql.compiler)
+    values = list_values(session.sql, owner, query, zone_info("UTC"), datetime.now(UTC), None)
+    rows = await session.conn.fetch("EXPLAIN (FORMAT JSON) " + statement.sql, *statement.arguments(values))
+    return str(rows[0][0])
+
+
+@pytest.fixture(scope="module")
+async def old_user(pg_url: str) -> str:
+    """A user with 5,000 tasks, all older than the 45,000 of nine other users."""
+    old = f"old-{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await conn.execute(
+            """
+            INSERT INTO tasks (owner_id, title, status, priority, due_sort, tags, version, created_at,
+                               updated_at)
+            SELECT CASE WHEN n <= 5000 THEN $1 ELSE $1 || '-other-' || n % 9 END, 'task ' || n, 'pending', 2,
+                   '9999-12-31 00:00+00', ARRAY['x'], 1, now(), now()
+            FROM generate_series(1, 50000) AS n ORDER BY n
+            """,
+            old,
+        )
+        await conn.execute("ANALYZE tasks")
+    finally:
+        await conn.close()
+    return old
+
+
+@pytest.mark.parametrize("sort", ["newest", "oldest"])
+@pytest.mark.parametrize("status", ["pending", "all"])
+async def test_a_users_page_never_walks_other_users_rows(
+    pg_url: str, old_user: str, sort: str, status: str
+) -> None:
+    """A user whose tasks are all older than everyone else's: the page comes from their own index.
+
+    Ordered by `id`, the planner would walk the primary key backwards through the other users'
+    45,000 newer rows, expecting this user's 10% to turn up early.
+    """
+    database = Database.open(parse_database_url(pg_url), pool_size=1)
+    try:
+        plan = await database.run(_plan_of, TaskQuery(sort=sort, status=status), old_user)
+    finally:
+        await database.dispose()
+    assert "tasks_pkey" not in plan, plan
+    assert "ix_tasks_owner" in plan, plan

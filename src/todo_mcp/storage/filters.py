@@ -90,8 +90,21 @@ def list_statement(shape: ListShape) -> sa.Select[Any]:
         conditions.extend(_due_bound(shape.due_after, "after"))
     if shape.after:
         conditions.append(_after(shape.sort))
-    order = [t.c[name].desc() if desc else t.c[name].asc() for name, desc in SORTS[shape.sort]]
+    order = [key.desc() if descending else key.asc() for key, descending, _ in _ordering(shape.sort)]
     return sa.select(t).where(*conditions).order_by(*order).limit(param("limit", sa.Integer()))
+
+
+def _ordering(sort: SortOrder) -> list[tuple[sa.ColumnElement[Any], bool, bool]]:
+    """(expression, descending, negated) for each sort column of `sort`.
+
+    Creation order (newest, oldest) runs on `-id`, which only the owner's own indexes provide: on
+    `id` the planner could walk the primary key, through every other user's rows (migration 0003).
+    """
+    columns = SORTS[sort]
+    if len(columns) == 1:
+        ((_, descending),) = columns
+        return [(-t.c.id, not descending, True)]
+    return [(t.c[name], descending, False) for name, descending in columns]
 
 
 def list_values(
@@ -114,19 +127,17 @@ def list_values(
             due = parse_due(text)
             values[f"due_{side}"] = due.day if due.at is None else due.at
             values[f"due_{side}_sort"] = _date_bound_instant(due.day, side)
-    for n, key in enumerate(after or ()):
-        values[f"key_{n}"] = key
+    for n, (key, (_, _, negated)) in enumerate(zip(after or (), _ordering(query.sort), strict=False)):
+        values[f"key_{n}"] = -key if negated else key
     return values
 
 
 def _after(sort: SortOrder) -> sa.ColumnElement[bool]:
     """Rows strictly after the cursor's keys `key_0`, `key_1`, ... in the sort order (keyset pagination)."""
     condition: sa.ColumnElement[bool] | None = None
-    columns = list(enumerate(SORTS[sort]))
     # Build from the last (tie-breaking) column outwards: c1 > k1 OR (c1 = k1 AND (...)).
-    for n, (name, descending) in reversed(columns):
-        column = t.c[name]
-        key = param(f"key_{n}", column)
+    for n, (column, descending, _) in reversed(list(enumerate(_ordering(sort)))):
+        key = param(f"key_{n}", column.type)
         beyond = column < key if descending else column > key
         condition = beyond if condition is None else sa.or_(beyond, sa.and_(column == key, condition))
     assert condition is not None
