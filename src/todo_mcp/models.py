@@ -257,11 +257,11 @@ class ItemResult(BaseModel):
 class BulkResult(BaseModel):
     """A result per id, in the order the ids were given (duplicates once)."""
 
-    results: list[ItemResult]
+    results: list[ItemResult] = Field(description="Per id: id, ok, and the task (ok) or an error (not ok).")
 
 
 class TaskPage(BaseModel):
     """One page of a task list."""
 
-    tasks: list[Task]
+    tasks: list[Task] = Field(description="Tasks as get_task returns them; descriptions cut to 200 chars.")
     next_cursor: str | None = Field(description="Pass as cursor for the next page; null on the last page.")

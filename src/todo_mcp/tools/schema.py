@@ -91,13 +91,26 @@ def _nullable(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def result_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """The outputSchema of a tool whose result is `model`.
+    """The outputSchema of a tool whose result is `model`: cheap for a client to check each result.
 
-    It is `published_schema` without the `type` next to an `enum`: the enum's values already fix
-    the type, and no model generates a result from this schema.
+    SDK clients validate every result against it, so it stays shallow: a list's items are declared
+    objects and no more (the field's description says what they hold), where a full item schema
+    would cost a client milliseconds per page. The `type` next to an `enum` is left out: the
+    enum's values already fix the type, and no model generates a result from this schema.
     """
-    trimmed: dict[str, Any] = _drop_enum_types(published_schema(model))
+    trimmed: dict[str, Any] = _drop_enum_types(_shallow_lists(published_schema(model)))
     return trimmed
+
+
+def _shallow_lists(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` with the items of every list-of-objects property reduced to `{"type": "object"}`."""
+    properties = {
+        name: {**spec, "items": {"type": "object"}}
+        if spec.get("type") == "array" and spec.get("items", {}).get("type") == "object"
+        else spec
+        for name, spec in schema.get("properties", {}).items()
+    }
+    return {**schema, "properties": properties}
 
 
 def _drop_enum_types(node: Any) -> Any:
