@@ -40,7 +40,7 @@ ADMIN_URL = os.environ.get("TODO_MCP_TEST_PG", "postgresql://postgres@127.0.0.1:
 BIG = "big-user"
 TAGS = ("home", "work", "errands", "health", "finance", "garden", "reading", "travel")
 RARE_TAG = "tax"  # on 1 task in 1,000
-RARE_WORD = "quarterly"  # in 1 title in 1,000
+RARE_WORD = "quarterly"  # in 1 title in 1,000; "invoice" is in 1 in 50
 WORDS = ("call", "buy", "fix", "write", "plan", "book", "pay", "clean", "send", "read", "check", "order")
 
 # name -> list_tasks arguments; the first two are the ones whose plans can go wrong.
@@ -76,46 +76,52 @@ class Row:
         return self.big_ms / self.small_ms
 
 
-def _fill_sql(big: int, users: int, per_user: int) -> str:
-    """One INSERT ... SELECT of every task, deterministic (a hash of the row number).
+def _draw(salt: int, modulus: int) -> str:
+    """SQL for a value in [0, modulus), drawn from the row's key independently of every other salt."""
+    return f"(abs(hashint8(key * {2 * salt + 7919} + {salt})::bigint) % {modulus})"
 
-    Each user's tasks are spread over the same year and inserted in time order, so the ids of the
-    big user and of the others interleave as they would in a live database.
+
+def _fill_sql(big: int, users: int, per_user: int) -> str:
+    """One INSERT ... SELECT of every task, deterministic (hashes of each row's key).
+
+    Every attribute is drawn on its own (status, priority, due, words, tags do not depend on one
+    another). Each user's tasks are spread over the same year and inserted in time order, so the
+    ids of the big user and of the others interleave as they would in a live database.
     """
+    tags = ", ".join(f"CASE WHEN {_draw(10 + k, 5)} = 0 THEN '{tag}' END" for k, tag in enumerate(TAGS))
+    tags += f", CASE WHEN {_draw(30, 1000)} = 0 THEN '{RARE_TAG}' END"
     return f"""
     INSERT INTO tasks (owner_id, title, description, status, priority, due_date, due_at, due_tz, due_sort,
                        tags, version, created_at, updated_at, completed_at)
-    SELECT owner, title, CASE WHEN h % 3 = 0 THEN 'notes for ' || title END,
-           CASE WHEN h % 10 < 6 THEN 'completed' ELSE 'pending' END, 1 + h % 4,
+    SELECT owner, title, CASE WHEN {_draw(1, 3)} = 0 THEN 'notes for ' || title END,
+           CASE WHEN done THEN 'completed' ELSE 'pending' END, 1 + {_draw(2, 4)},
            CASE WHEN kind = 1 THEN day END,
            CASE WHEN kind = 2 THEN at END,
            CASE WHEN kind = 2 THEN 'Europe/Paris' END,
            CASE kind WHEN 0 THEN '9999-12-31 00:00+00'::timestamptz
                      WHEN 1 THEN day + time '23:59:59' AT TIME ZONE 'UTC' ELSE at END,
            tags, 1, created, created,
-           CASE WHEN h % 10 < 6 THEN created + interval '1 day' END
+           CASE WHEN done THEN created + interval '1 day' END
     FROM (
-        SELECT owner, h, h % 3 AS kind,
-               date '2026-01-01' + ((h / 7) % 730)::int - 365 AS day,
-               timestamptz '2026-01-01 00:00+00' + ((h / 7) % 730 - 365) * interval '1 day'
-                   + (h % 96) * interval '15 minutes' AS at,
+        SELECT owner, key, {_draw(3, 10)} < 6 AS done, {_draw(4, 3)} AS kind,
+               date '2026-01-01' + {_draw(5, 730)}::int - 365 AS day,
+               timestamptz '2026-01-01 00:00+00' + ({_draw(5, 730)} - 365) * interval '1 day'
+                   + {_draw(6, 96)} * interval '15 minutes' AS at,
                timestamptz '2025-01-01 00:00+00' + pos * interval '365 days' AS created,
-               (ARRAY{list(WORDS)!r})[1 + h % {len(WORDS)}] || ' '
-                   || CASE WHEN h % 1000 = 7 THEN '{RARE_WORD} ' WHEN h % 50 = 3 THEN 'invoice ' ELSE '' END
+               (ARRAY{list(WORDS)!r})[1 + {_draw(7, len(WORDS))}] || ' '
+                   || CASE WHEN {_draw(8, 1000)} = 0 THEN '{RARE_WORD} ' ELSE '' END
+                   || CASE WHEN {_draw(9, 50)} = 0 THEN 'invoice ' ELSE '' END
                    || 'item ' || n AS title,
-               ARRAY(SELECT t FROM unnest(ARRAY{list(TAGS)!r}) WITH ORDINALITY AS x(t, k)
-                     WHERE (h >> (k::int * 2)) % 5 = 0)
-                   || CASE WHEN h % 1000 = 11 THEN ARRAY['{RARE_TAG}'] ELSE ARRAY[]::text[] END AS tags
+               array_remove(ARRAY[{tags}], NULL) AS tags
         FROM (
-            SELECT '{BIG}' AS owner, n, n::float8 / {big} AS pos, abs(hashint8(n::bigint * 7919)::bigint) AS h
+            SELECT '{BIG}' AS owner, n, n::bigint AS key, n::float8 / {big} AS pos
             FROM generate_series(1, {big}) AS n
             UNION ALL
-            SELECT 'small-' || lpad(g::text, 4, '0'), n, n::float8 / {per_user},
-                   abs(hashint8(n::bigint * 7919 + g::bigint * 1000003)::bigint)
+            SELECT 'small-' || lpad(g::text, 4, '0'), n, g::bigint * 10000000 + n, n::float8 / {per_user}
             FROM generate_series(1, {users}) AS g, generate_series(1, {per_user}) AS n
         ) AS numbered
     ) AS shaped
-    ORDER BY created, h
+    ORDER BY created, key
     """
 
 
@@ -156,7 +162,7 @@ async def _dataset(name: str, big: int, users: int, per_user: int, rebuild: bool
     await migrate(parse_database_url(url))
     conn = await asyncpg.connect(url)
     try:
-        size = f"{big}/{users}/{per_user}"
+        size = f"v2 {big}/{users}/{per_user}"  # v2: every attribute drawn on its own
         stored = await conn.fetchval("SELECT obj_description('tasks'::regclass)")
         if stored != size:
             await build(conn, big, users, per_user)

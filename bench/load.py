@@ -1,0 +1,395 @@
+"""Throughput and latency of a live `todo-ledger serve` on PostgreSQL, through a round-trip-adding proxy.
+
+The server runs as its own process, its database connections pass through `tests.wireproxy`
+(which can hold every database round trip back by 20 ms: a client one region away from its Neon
+database), and the load comes from raw JSON-RPC clients (`bench.rawclient`), cheap enough that
+on a small machine the server, not the load generator, is what is measured. Every figure is a
+ratio within one run, so the machine's speed cancels out:
+
+- calls/s of list_tasks ÷ calls/s of MCP ping, concurrency 10, no added delay;
+- tools/list latency p95 ÷ median while list_tasks runs at concurrency 10;
+- complete_task calls/s at concurrency 10 with 20 ms per round trip, and the new database
+  connections opened during that steady load;
+- complete_task median latency (one caller, 20 ms per round trip) ÷ one raw asyncpg
+  `UPDATE ... RETURNING` through the same proxy;
+- list_tasks calls/s with bearer tokens (EdDSA, 10 users) ÷ with --no-auth.
+
+    python -m bench.load [--seconds 10] [--output docs/benchmarks.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import version
+from typing import Any
+
+import asyncpg
+import httpx2
+from sqlalchemy.engine import make_url
+
+from bench.rawclient import RawClient
+from bench.report import ROOT, write_section
+from tests.http_helpers import SCRIPT, auth_env, clean_env, free_port
+from tests.jwks_server import jwt_plugin_claims, make_key, running_jwks
+from tests.wireproxy import WireProxy
+from todo_mcp.storage.migrations import migrate
+from todo_mcp.storage.url import parse_database_url
+
+ADMIN_URL = os.environ.get("TODO_MCP_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+CONCURRENCY = 10
+LOCAL_USER = "bench-local"
+AUTH_USERS = [f"bench-user-{n}" for n in range(10)]
+RTT = 0.020
+
+
+@dataclass
+class Figures:
+    """Everything measured, by name."""
+
+    values: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+# --- the database and the server --------------------------------------------------------------------
+
+
+SEED = """
+INSERT INTO tasks (owner_id, title, description, status, priority, due_date, due_sort, tags, version,
+                   created_at, updated_at)
+SELECT owner, 'Call the plumber about the kitchen tap ' || n, CASE WHEN n % 2 = 0 THEN 'Ask for a quote' END,
+       'pending', 1 + n % 4, date '2026-12-01' + n % 28, (date '2026-12-01' + n % 28) + time '23:59:59',
+       ARRAY['home', 'errands'], 1, now(), now()
+FROM unnest($1::text[]) AS owner, generate_series(1, $2::int) AS n
+"""
+
+
+@asynccontextmanager
+async def fresh_database() -> AsyncIterator[str]:
+    """A migrated database with 12,000 pending tasks for each user, dropped afterwards."""
+    name = f"todo_ledger_bench_load_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(ADMIN_URL)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        await migrate(parse_database_url(url))
+        conn = await asyncpg.connect(url)
+        await conn.execute(SEED, [LOCAL_USER, *AUTH_USERS], 12_000)
+        await conn.execute("VACUUM ANALYZE tasks")
+        await conn.close()
+        yield url
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@asynccontextmanager
+async def serving(env: dict[str, str], *args: str) -> AsyncIterator[int]:
+    """`todo-ledger serve` on a free port, until the block ends."""
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        str(SCRIPT),
+        "serve",
+        "--port",
+        str(port),
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        async with httpx2.AsyncClient() as http:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if (await http.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200:
+                        break
+                except httpx2.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("todo-ledger serve did not start within 30 s")
+                await asyncio.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 15)
+
+
+def server_env(proxy_url: str, **extra: str) -> dict[str, str]:
+    return clean_env(
+        DATABASE_URL=proxy_url,
+        TODO_MCP_TIMEZONE="UTC",
+        TODO_MCP_RATE_LIMIT_PER_MINUTE="0",
+        TODO_MCP_SESSIONS_PER_USER="1000",
+        TODO_MCP_LOG_LEVEL="WARNING",
+        **extra,
+    )
+
+
+# --- load ---------------------------------------------------------------------------------------------
+
+
+Call = Callable[[RawClient, int], Awaitable[Any]]
+
+
+async def rate(port: int, call: Call, seconds: float, tokens: list[str | None]) -> tuple[float, list[float]]:
+    """Calls per second of `CONCURRENCY` clients calling for `seconds`, and every call's latency (ms)."""
+    latencies: list[float] = []
+    stop = time.perf_counter() + seconds
+
+    async def worker(n: int) -> int:
+        client = await RawClient("127.0.0.1", port, token=tokens[n % len(tokens)]).connect()
+        done = 0
+        try:
+            while time.perf_counter() < stop:
+                start = time.perf_counter()
+                await call(client, n * 1_000_000 + done)
+                latencies.append((time.perf_counter() - start) * 1000)
+                done += 1
+        finally:
+            await client.close()
+        return done
+
+    started = time.perf_counter()
+    counts = await asyncio.gather(*(worker(n) for n in range(CONCURRENCY)))
+    return sum(counts) / (time.perf_counter() - started), latencies
+
+
+async def ping(client: RawClient, _: int) -> Any:
+    return await client.request("ping")
+
+
+async def list_page(client: RawClient, _: int) -> Any:
+    return await client.call_tool("list_tasks", {})
+
+
+def completer(ids: list[int]) -> Call:
+    """complete_task of a task not completed before (each call takes the next id)."""
+    queue = iter(ids)
+
+    async def complete(client: RawClient, _: int) -> Any:
+        return await client.call_tool("complete_task", {"task_ids": [next(queue)]})
+
+    return complete
+
+
+async def pending_ids(url: str, owner: str) -> list[int]:
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT id FROM tasks WHERE owner_id = $1 AND status = 'pending' ORDER BY id", owner
+        )
+    finally:
+        await conn.close()
+    return [row["id"] for row in rows]
+
+
+async def tools_list_under_load(port: int, seconds: float) -> tuple[float, float]:
+    """Median and p95 of tools/list (ms) from one more client, while list_tasks runs at concurrency 10."""
+    samples: list[float] = []
+    load = asyncio.create_task(rate(port, list_page, seconds, [None]))
+    client = await RawClient("127.0.0.1", port).connect()
+    try:
+        while not load.done():
+            start = time.perf_counter()
+            await client.request("tools/list", {})
+            samples.append((time.perf_counter() - start) * 1000)
+            await asyncio.sleep(0.01)
+    finally:
+        await client.close()
+    await load
+    samples.sort()
+    return statistics.median(samples), samples[int(len(samples) * 0.95)]
+
+
+async def sequential_median(port: int, call: Call, calls: int) -> float:
+    client = await RawClient("127.0.0.1", port).connect()
+    try:
+        for n in range(10):
+            await call(client, n)
+        times = []
+        for n in range(calls):
+            start = time.perf_counter()
+            await call(client, n)
+            times.append((time.perf_counter() - start) * 1000)
+    finally:
+        await client.close()
+    return statistics.median(times)
+
+
+async def raw_update_median(proxy_url: str, ids: list[int], calls: int) -> float:
+    """One raw asyncpg UPDATE ... RETURNING (prepared) per call, through the same proxy."""
+    conn = await asyncpg.connect(proxy_url.replace("?sslmode=disable", ""), ssl=False)
+    try:
+        statement = await conn.prepare(
+            "UPDATE tasks SET status = 'completed', completed_at = now(), version = version + 1 "
+            "WHERE owner_id = $1 AND id = $2 RETURNING *"
+        )
+        times = []
+        for task_id in ids[:calls]:
+            start = time.perf_counter()
+            await statement.fetch(LOCAL_USER, task_id)
+            times.append((time.perf_counter() - start) * 1000)
+    finally:
+        await conn.close()
+    return statistics.median(times)
+
+
+# --- the run -----------------------------------------------------------------------------------------
+
+
+async def measure_no_auth(url: str, seconds: float, figures: Figures) -> None:
+    upstream = make_url(url)
+    async with WireProxy(upstream.port or 5432, upstream_host=upstream.host or "127.0.0.1") as proxy:
+        proxy_url = proxy.url(upstream.database or "")
+        env = server_env(proxy_url, TODO_MCP_USER_ID=LOCAL_USER)
+        async with serving(env, "--no-auth") as port:
+            await rate(port, list_page, 2, [None])  # warm: connections opened, statements prepared
+            figures.values["ping calls/s"], _ = await rate(port, ping, seconds, [None])
+            figures.values["list_tasks calls/s"], _ = await rate(port, list_page, seconds, [None])
+            median, p95 = await tools_list_under_load(port, seconds)
+            figures.values["tools/list median under load (ms)"] = median
+            figures.values["tools/list p95 under load (ms)"] = p95
+
+            ids = await pending_ids(url, LOCAL_USER)
+            complete = completer(ids)
+            proxy.turn_delay = RTT
+            await rate(port, complete, 2, [None])  # warm at this delay
+            opened = proxy.connections_opened
+            steady = max(seconds, 20.0)
+            figures.values["complete_task calls/s at 20 ms"], _ = await rate(port, complete, steady, [None])
+            figures.values["new connections during steady load"] = proxy.connections_opened - opened
+            figures.values["steady load seconds"] = steady
+            figures.values["complete_task median at 20 ms (ms)"] = await sequential_median(
+                port, complete, 100
+            )
+            remaining = await pending_ids(url, LOCAL_USER)
+            figures.values["raw asyncpg UPDATE median at 20 ms (ms)"] = await raw_update_median(
+                proxy_url, remaining, 100
+            )
+            proxy.turn_delay = 0.0
+            figures.values["list_tasks calls/s, no auth"], _ = await rate(port, list_page, seconds, [None])
+
+
+async def measure_auth(url: str, seconds: float, figures: Figures) -> None:
+    key = make_key("EdDSA")
+    tokens: list[str | None] = [
+        key.sign(jwt_plugin_claims(user, exp=int(time.time()) + 3600)) for user in AUTH_USERS
+    ]
+    with running_jwks([key]) as jwks:
+        port_hint = free_port()
+        env = auth_env(
+            jwks.url,
+            f"http://127.0.0.1:{port_hint}/mcp",
+            DATABASE_URL=url,
+            TODO_MCP_RATE_LIMIT_PER_MINUTE="0",
+            TODO_MCP_SESSIONS_PER_USER="1000",
+            TODO_MCP_LOG_LEVEL="WARNING",
+        )
+        async with serving(env) as port:
+            await rate(port, list_page, 2, tokens)
+            figures.values["list_tasks calls/s, bearer auth"], _ = await rate(
+                port, list_page, seconds, tokens
+            )
+        async with serving(server_env(url, TODO_MCP_USER_ID=LOCAL_USER), "--no-auth") as port:
+            await rate(port, list_page, 2, [None])
+            figures.values["list_tasks calls/s, no auth (same database)"], _ = await rate(
+                port, list_page, seconds, [None]
+            )
+
+
+async def measure(seconds: float) -> Figures:
+    figures = Figures()
+    async with fresh_database() as url:
+        await measure_no_auth(url, seconds, figures)
+        await measure_auth(url, seconds, figures)
+    return figures
+
+
+def render(figures: Figures, *, seconds: float, command: str) -> str:
+    v = figures.values
+    goals = [
+        (
+            "list_tasks calls/s ÷ MCP ping calls/s (concurrency 10, no delay)",
+            v["list_tasks calls/s"] / v["ping calls/s"],
+            "≥ 0.7",
+        ),
+        (
+            "complete_task calls/s, concurrency 10, 20 ms per round trip",
+            v["complete_task calls/s at 20 ms"],
+            "≥ 420",
+        ),
+        (
+            f"new database connections during {v['steady load seconds']:g} s of that steady load",
+            v["new connections during steady load"],
+            "0",
+        ),
+        (
+            "complete_task median ÷ raw asyncpg UPDATE … RETURNING median (one caller, 20 ms)",
+            v["complete_task median at 20 ms (ms)"] / v["raw asyncpg UPDATE median at 20 ms (ms)"],
+            "≤ 1.10",
+        ),
+        (
+            "tools/list p95 ÷ median under list_tasks load",
+            v["tools/list p95 under load (ms)"] / v["tools/list median under load (ms)"],
+            "≤ 2",
+        ),
+        (
+            "list_tasks calls/s with bearer auth (EdDSA, 10 users) ÷ --no-auth",
+            v["list_tasks calls/s, bearer auth"] / v["list_tasks calls/s, no auth (same database)"],
+            "≥ 0.95",
+        ),
+    ]
+    lines = [
+        "## Throughput and latency under load",
+        "",
+        f"Produced by `{command}` (from the repository root) on {datetime.now(UTC):%Y-%m-%d}.",
+        "",
+        "A live `todo-ledger serve` on PostgreSQL, its database connections through `tests/wireproxy.py`",
+        "(20 ms added per database round trip where stated), driven by raw JSON-RPC clients",
+        f"(`bench/rawclient.py`, handshake-era sessions on kept-alive connections); {seconds:g} s per",
+        "measurement unless stated. Each user has 12,000 pending tasks; list_tasks returns the first page",
+        "(20 tasks). Ratios are taken within the run.",
+        "",
+        "| measure | result | goal |",
+        "|---|---:|---|",
+    ]
+    for name, value, goal in goals:
+        shown = f"{value:.0f}" if value >= 20 or value == int(value) else f"{value:.2f}"
+        lines.append(f"| {name} | {shown} | {goal} |")
+    lines += ["", "| raw figure | value |", "|---|---:|"]
+    lines += [f"| {name} | {value:.2f} |" for name, value in v.items()]
+    lines += [
+        "",
+        f"Environment: Python {platform.python_version()}, {os.cpu_count()} CPUs, mcp {version('mcp')}, "
+        f"asyncpg {version('asyncpg')}, uvicorn {version('uvicorn')}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each measurement")
+    parser.add_argument("--output", default="docs/benchmarks.md", help="markdown file to update; - for none")
+    args = parser.parse_args(argv)
+    figures = asyncio.run(measure(args.seconds))
+    shown = ["python -m bench.load", *(argv if argv is not None else sys.argv[1:])]
+    report = render(figures, seconds=args.seconds, command=" ".join(shown))
+    print(report)
+    if args.output != "-":
+        write_section("load", report, ROOT / args.output)
+
+
+if __name__ == "__main__":
+    main()
