@@ -60,6 +60,7 @@ def _transports(mcp: MCPServer[object], settings: Settings, *, stateless: bool) 
     security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
     streamable = mcp.streamable_http_app(
         stateless_http=stateless,
+        json_response=True,
         transport_security=security,
         session_idle_timeout=settings.session_idle_timeout,
         max_request_body_size=settings.max_body_bytes,
