@@ -9,6 +9,7 @@ because every parameter the first names, the second must give.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -94,6 +95,7 @@ def list_statement(shape: ListShape) -> sa.Select[Any]:
     return sa.select(t).where(*conditions).order_by(*order).limit(param("limit", sa.Integer()))
 
 
+@cache
 def _ordering(sort: SortOrder) -> list[tuple[sa.ColumnElement[Any], bool, bool]]:
     """(expression, descending, negated) for each sort column of `sort`.
 

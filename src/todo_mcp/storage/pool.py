@@ -71,10 +71,13 @@ class Pool:
             PoolTimeout: every connection stayed busy.
             Exception: whatever opening a new connection raised (nothing was sent).
         """
-        with anyio.move_on_after(wait) as waited:
-            await self._slots.acquire()
-        if waited.cancelled_caught:
-            raise PoolTimeout
+        try:
+            self._slots.acquire_nowait()  # the common case, without the cost of a timeout scope
+        except anyio.WouldBlock:
+            with anyio.move_on_after(wait) as waited:
+                await self._slots.acquire()
+            if waited.cancelled_caught:
+                raise PoolTimeout from None
         try:
             return await self._take()
         except BaseException:
