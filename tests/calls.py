@@ -34,6 +34,8 @@ class Agent:
     def __init__(self, client: Client) -> None:
         self.client = client
         self._validators: dict[str, Any] | None = None
+        # The change id of each write, in order (None for a write that changed nothing).
+        self.changes: list[int | None] = []
 
     async def output_validator(self, name: str) -> Any:
         if self._validators is None:
@@ -61,14 +63,22 @@ class Agent:
         assert result.structured_content is None
         return only_text(result)
 
+    async def write(self, name: str, **arguments: Any) -> dict[str, Any]:
+        """A write that must succeed; its change id is kept in `changes`, the task is returned."""
+        data = dict(await self.call(name, **arguments))
+        change_id = data.pop("change_id", None)
+        assert change_id is None or isinstance(change_id, int), change_id
+        self.changes.append(change_id)
+        return data
+
     async def add(self, title: str, **fields: Any) -> dict[str, Any]:
-        return await self.call("add_task", title=title, **fields)
+        return await self.write("add_task", title=title, **fields)
 
     async def get(self, task_id: int) -> dict[str, Any]:
         return await self.call("get_task", task_id=task_id)
 
     async def update(self, task_id: int, **fields: Any) -> dict[str, Any]:
-        return await self.call("update_task", task_id=task_id, **fields)
+        return await self.write("update_task", task_id=task_id, **fields)
 
     async def page(self, **filters: Any) -> dict[str, Any]:
         return await self.call("list_tasks", **filters)

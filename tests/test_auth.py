@@ -137,7 +137,8 @@ async def test_access_token_gets_only_the_todo_scopes_it_names(
 
     principal = await verifier.verify(token)
 
-    assert principal == Principal(user_id=USER, scopes=frozenset({READ}))
+    # The OAuth client the token was issued to is kept, for the ledger.
+    assert principal == Principal(user_id=USER, scopes=frozenset({READ}), client="claude-desktop")
 
 
 @pytest.mark.parametrize(
@@ -250,7 +251,9 @@ async def test_from_settings_accepts_both_better_auth_token_kinds(keys: Keys, jw
         # Clients may name the server by its /mcp endpoint (RESOURCE) or by the bare public URL.
         for aud in (RESOURCE, "http://127.0.0.1:8000", "http://127.0.0.1:8000/"):
             access = keys.es.sign(access_token_claims(aud=aud, scope="todo:write"), typ="at+jwt")
-            assert await verifier.verify(access) == Principal(USER, frozenset({WRITE}))
+            assert await verifier.verify(access) == Principal(
+                USER, frozenset({WRITE}), client="claude-desktop"
+            )
         with pytest.raises(AuthError, match="algorithm 'RS256' is not accepted"):
             await verifier.verify(keys.rs.sign(jwt_plugin_claims()))
     finally:

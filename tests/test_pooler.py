@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 
 from tests.pgbouncer import Bouncer, running_pgbouncer
 from todo_mcp.config import Settings
-from todo_mcp.identity import local_identity
+from todo_mcp.identity import Actor, local_identity
 from todo_mcp.models import TaskCreate
 from todo_mcp.storage import repository
 from todo_mcp.storage.engine import Database
@@ -102,8 +102,9 @@ async def test_without_the_option_named_statements_fail_behind_this_pooler(
     async def caller() -> None:
         for _ in range(ROUNDS):
             try:
-                task = await database.run(repository.create_task, owner=owner, data=TaskCreate(title="x"))
-                await database.run(repository.get_task, owner=owner, task_id=task.id)
+                actor = Actor(owner, via="test")
+                written = await database.run(repository.create_task, actor=actor, data=TaskCreate(title="x"))
+                await database.run(repository.get_task, owner=owner, task_id=written.task.id)
             except Exception as error:  # any failure counts; the kind is checked below
                 failures.append(str(error))
 

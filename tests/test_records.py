@@ -60,7 +60,7 @@ async def test_unknown_arguments_are_refused_naming_them_and_the_accepted_ones(c
     agent = Agent(client)
     text = await agent.fail("add_task", title="Pay rent", due_date="2026-12-01")
     assert "due_date: is not an argument of add_task" in text
-    assert "send only title, description, priority, due, tags, client_request_id" in text
+    assert "send only title, description, priority, due, tags, repeat, client_request_id" in text
     assert await agent.list_all(status="all") == []
 
 

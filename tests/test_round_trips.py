@@ -26,10 +26,12 @@ from sqlalchemy.engine import make_url
 from tests.wired import FAST_BACKOFF, Wire, open_wire, pool_of
 from tests.wireproxy import Measurement, Turn, WireProxy
 from todo_mcp.config import Settings
+from todo_mcp.identity import Actor
 from todo_mcp.models import Task, TaskCreate
 from todo_mcp.storage import repository
 from todo_mcp.storage.engine import Database
 from todo_mcp.storage.session import PostgresSession, Session
+from todo_mcp.storage.writes import Written
 from todo_mcp.tools import records
 
 pytestmark = pytest.mark.anyio
@@ -466,7 +468,7 @@ async def test_a_connection_closed_after_checkout_but_before_sending_is_retried_
     _data(await wire.client.call_tool("add_task", {"title": "warm"}))
     attempts = 0
 
-    async def create_after_hang_up(session: Session, *, owner: str, data: TaskCreate) -> Task:
+    async def create_after_hang_up(session: Session, *, actor: Actor, data: TaskCreate) -> Written:
         nonlocal attempts
         attempts += 1
         if attempts == 1:
@@ -477,11 +479,13 @@ async def test_a_connection_closed_after_checkout_but_before_sending_is_retried_
             assert await wire.proxy.drop_all() == 1
             with anyio.fail_after(10):
                 await closed.wait()
-        return await repository.create_task(session, owner=owner, data=data)
+        return await repository.create_task(session, actor=actor, data=data)
 
-    task = await wire.db.run(create_after_hang_up, owner=owner, data=TaskCreate(title="raced"))
+    written = await wire.db.run(
+        create_after_hang_up, actor=Actor(owner, via="test"), data=TaskCreate(title="raced")
+    )
 
-    assert task.title == "raced"
+    assert written.task.title == "raced"
     assert attempts == 2
     assert await _rows_titled(pg_url, owner, "raced") == 1
     retries = [r for r in caplog.records if "retrying" in r.getMessage()]

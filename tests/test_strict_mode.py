@@ -86,13 +86,15 @@ async def test_every_tool_does_its_job_when_called_in_strict_mode(server: MCPSer
         "2026-12-01",
         [],
     )
+    assert isinstance(task.pop("change_id"), int)
     listed = await call("list_tasks")
     assert [row["id"] for row in listed["tasks"]] == [task["id"]]
     assert (await call("get_task", task_id=task["id"])) == task
     renamed = await call("update_task", task_id=task["id"], title="Pay the rent")
     assert (renamed["title"], renamed["due"], renamed["version"]) == ("Pay the rent", "2026-12-01", 2)
+    assert renamed.pop("change_id") > 0
     unchanged = await call("update_task", task_id=task["id"])
-    assert unchanged == renamed
+    assert unchanged == renamed, "a patch that names no field changes nothing (and records no change)"
     (done,) = (await call("complete_task", task_ids=[task["id"]]))["results"]
     assert done["task"]["status"] == "completed"
     (deleted,) = (await call("delete_task", task_ids=[task["id"]]))["results"]

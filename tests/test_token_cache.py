@@ -196,8 +196,8 @@ async def test_a_token_accepted_for_one_resource_is_not_answered_from_the_cache_
         verifier_for(shared_keys, shared_cache, audiences=(RESOURCE,)) as mcp,
         verifier_for(shared_keys, shared_cache, audiences=(SSE_RESOURCE,)) as sse,
     ):
-        assert await mcp.verify(for_mcp) == Principal(USER, frozenset({READ}))
-        assert await mcp.verify(for_mcp) == Principal(USER, frozenset({READ}))
+        assert await mcp.verify(for_mcp) == Principal(USER, frozenset({READ}), client="claude-desktop")
+        assert await mcp.verify(for_mcp) == Principal(USER, frozenset({READ}), client="claude-desktop")
         assert checks.count == 1
         for _ in range(2):
             with pytest.raises(AuthError, match="token audience"):

@@ -17,10 +17,20 @@ ALL_SCOPES = frozenset({READ, WRITE})
 
 @dataclass(frozen=True)
 class Principal:
-    """A user and the scopes their credential grants."""
+    """A user, the scopes their credential grants, and the OAuth client it was issued to (if any)."""
 
     user_id: str
     scopes: frozenset[str] = ALL_SCOPES
+    client: str | None = None
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who makes a change, for the ledger: the user, the client they use, and the tool or route."""
+
+    owner: str
+    via: str
+    client: str | None = None
 
 
 def local_identity(user_id: str) -> Principal:

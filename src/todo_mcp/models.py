@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from todo_mcp.due import parse_due, zone_info
+from todo_mcp.recurrence import parse_repeat
 
 Priority = Literal["low", "medium", "high", "urgent"]
 Status = Literal["pending", "completed"]
@@ -38,7 +39,8 @@ BULK_MAX = 100
 SEARCH_MAX = 200
 LIST_DESCRIPTION_MAX = 200
 DUE_MAX = 80
-PATCHABLE = ("title", "description", "priority", "due", "tags", "status")
+REPEAT_MAX = 200
+PATCHABLE = ("title", "description", "priority", "due", "tags", "repeat", "status")
 
 
 def _canonical_due(value: str) -> str:
@@ -47,6 +49,14 @@ def _canonical_due(value: str) -> str:
 
 def _due_or_clear(value: str) -> str:
     return "" if value == "" else _canonical_due(value)
+
+
+def _canonical_repeat(value: str) -> str:
+    return parse_repeat(value).text()
+
+
+def _repeat_or_clear(value: str) -> str:
+    return "" if value == "" else _canonical_repeat(value)
 
 
 def _known_zone(value: str) -> str:
@@ -103,6 +113,15 @@ DueText = Annotated[
     Field(max_length=DUE_MAX, description="Date 2026-12-24, or date-time with offset or [zone]."),
     AfterValidator(_canonical_due),
 ]
+RepeatText = Annotated[
+    str,
+    Field(
+        max_length=REPEAT_MAX,
+        description="Repeat rule (RRULE): FREQ=WEEKLY;BYDAY=MO,TH, FREQ=MONTHLY;BYDAY=-1FR (last Friday), "
+        "FREQ=MONTHLY;BYMONTHDAY=31; add ;FROM=COMPLETION to count from when it is done.",
+    ),
+    AfterValidator(_canonical_repeat),
+]
 ZoneName = Annotated[
     str,
     Field(max_length=64, description="IANA zone for 'today'/'overdue', e.g. Europe/Paris."),
@@ -144,6 +163,7 @@ class TaskCreate(Input):
     priority: Priority = "medium"
     due: DueText | None = None
     tags: Annotated[Tags, BeforeValidator(_none_is_empty_list)] = Field(default_factory=list)
+    repeat: RepeatText | None = None
     client_request_id: (
         Annotated[
             RequestId, Field(description="Retry key: the same key and content returns the original task.")
@@ -163,6 +183,14 @@ class TaskPatch(Input):
         | None
     ) = None
     tags: Annotated[Tags, Field(description="Replaces all tags; [] clears them.")] | None = None
+    repeat: (
+        Annotated[
+            str,
+            Field(max_length=REPEAT_MAX, description="Like add_task; '' stops repeating."),
+            AfterValidator(_repeat_or_clear),
+        ]
+        | None
+    ) = None
     status: Annotated[Status, Field(description="pending reopens a completed task.")] | None = None
     expected_version: (
         Annotated[int, Field(ge=1, description="Fail instead of overwriting if the version differs.")] | None
@@ -223,9 +251,9 @@ def _is_none(value: object) -> bool:
     return value is None
 
 
-def omitted() -> Any:
+def omitted(description: str | None = None) -> Any:
     """An optional output field that is left out, rather than sent as null, when it has no value."""
-    return Field(default=None, exclude_if=_is_none)
+    return Field(default=None, exclude_if=_is_none, description=description)
 
 
 class Task(BaseModel):
@@ -238,11 +266,19 @@ class Task(BaseModel):
     priority: Priority
     due: str | None = omitted()
     tags: list[str]
+    repeat: str | None = omitted()
+    repeat_summary: str | None = omitted()
     version: int
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None = omitted()
     deleted_at: datetime | None = omitted()
+
+
+class WrittenTask(Task):
+    """A task as a write left it, with the id of the change (the ledger entry) that made it so."""
+
+    change_id: int | None = omitted()
 
 
 class ItemResult(BaseModel):
@@ -251,13 +287,17 @@ class ItemResult(BaseModel):
     id: int
     ok: bool
     task: Task | None = omitted()
+    next: Task | None = omitted()
     error: str | None = omitted()
 
 
 class BulkResult(BaseModel):
     """A result per id, in the order the ids were given (duplicates once)."""
 
-    results: list[ItemResult] = Field(description="Per id: id, ok, and the task (ok) or an error (not ok).")
+    results: list[ItemResult] = Field(
+        description="Per id: id, ok, and the task (ok; next: a repeating task's next occurrence) or an error."
+    )
+    change_id: int | None = omitted("The change (for undo_changes); absent when nothing changed.")
 
 
 class TaskPage(BaseModel):

@@ -291,4 +291,13 @@ class TokenVerifier:
             scopes = frozenset(scope.split()) & ALL_SCOPES
         else:
             raise AuthError("token 'scope' claim is not a space-separated string")
-        return Principal(user_id=sub, scopes=scopes)
+        return Principal(user_id=sub, scopes=scopes, client=_client_of(claims))
+
+
+def _client_of(claims: dict[str, Any]) -> str | None:
+    """The OAuth client a token was issued to (client_id, else azp), for the ledger; None if unnamed."""
+    for name in ("client_id", "azp"):
+        value = claims.get(name)
+        if isinstance(value, str) and value.strip() and value.isprintable():
+            return value.strip()[:255]
+    return None

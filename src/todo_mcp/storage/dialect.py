@@ -57,8 +57,8 @@ class SqlDialect(Protocol):
     def matches(self, terms: int) -> sa.ColumnElement[bool]:
         """The title or description matches the search (`terms` parameters)."""
 
-    def checks_update_in_one_statement(self) -> bool:
-        """Whether a version-checked update can report a conflict in the same statement."""
+    def writes_in_one_statement(self) -> bool:
+        """Whether a write, its ledger entry and its checks are one statement (data-modifying CTEs)."""
 
 
 class Postgres:
@@ -102,8 +102,8 @@ class Postgres:
         query = sa.func.websearch_to_tsquery(config, sa.bindparam("search_0", type_=sa.Text()))
         return sa.literal_column("search").op("@@")(query)
 
-    def checks_update_in_one_statement(self) -> bool:
-        """Yes: a CTE reads the current version and updates in one statement."""
+    def writes_in_one_statement(self) -> bool:
+        """Yes: data-modifying CTEs."""
         return True
 
 
@@ -156,8 +156,8 @@ class SQLite:
             )
         return sa.and_(*conditions)
 
-    def checks_update_in_one_statement(self) -> bool:
-        """No: when the UPDATE changes nothing, a SELECT tells a conflict from a missing task."""
+    def writes_in_one_statement(self) -> bool:
+        """No: a few statements in one transaction."""
         return False
 
 

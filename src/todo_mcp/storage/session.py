@@ -8,9 +8,11 @@ SQLAlchemy, whose column types convert JSON tags and naive UTC text.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
+import anyio
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -87,6 +89,18 @@ class SqliteSession:
 
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """The statements inside, as one transaction (BEGIN IMMEDIATE: the file is locked for writing)."""
+        await self.conn.exec_driver_sql("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self.conn.exec_driver_sql("ROLLBACK")
+            raise
+        await self.conn.exec_driver_sql("COMMIT")
 
     async def rows(self, statement: Statement, params: Mapping[str, Any]) -> Sequence[Row]:
         """Through SQLAlchemy, which converts values to and from the column types."""

@@ -9,6 +9,7 @@ SQLAlchemy, which keeps the column types' conversions.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -32,10 +33,18 @@ class Compiled:
     names: tuple[str, ...]
     # Values bound inside the construct itself (constants such as 'pending').
     constants: Mapping[str, Any]
+    # Parameters of a JSON type: asyncpg takes them as text.
+    documents: frozenset[str] = frozenset()
 
     def arguments(self, params: Mapping[str, Any]) -> list[Any]:
         """The positional arguments for `params`; a name missing from both is a bug, so it raises."""
-        return [params[name] if name in params else self.constants[name] for name in self.names]
+        values = [params[name] if name in params else self.constants[name] for name in self.names]
+        if self.documents:
+            values = [
+                json.dumps(value) if name in self.documents and value is not None else value
+                for name, value in zip(self.names, values, strict=True)
+            ]
+        return values
 
 
 @dataclass(eq=False)

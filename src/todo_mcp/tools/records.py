@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from todo_mcp.config import Settings
 from todo_mcp.errors import TaskNotFound
-from todo_mcp.identity import READ, WRITE
+from todo_mcp.identity import READ, WRITE, Actor
 from todo_mcp.models import (
     BulkResult,
     DeleteSelection,
@@ -30,9 +30,11 @@ from todo_mcp.models import (
     TaskRef,
     TaskSelection,
     TaskUpdate,
+    WrittenTask,
 )
 from todo_mcp.storage import repository
 from todo_mcp.storage.engine import Database
+from todo_mcp.storage.writes import BulkWritten, Written
 from todo_mcp.tools.errors import explain
 
 In = TypeVar("In", bound=BaseModel)
@@ -62,11 +64,16 @@ READS = Hints(read_only=True, destructive=False, idempotent=True)
 
 @dataclass(frozen=True)
 class ToolCall:
-    """What a handler acts with: the database, whose tasks, and the settings."""
+    """What a handler acts with: the database, whose tasks and who acts (for the ledger), the settings."""
 
     db: Database
-    owner: str
+    actor: Actor
     settings: Settings
+
+    @property
+    def owner(self) -> str:
+        """The user whose tasks this call reads and writes."""
+        return self.actor.owner
 
 
 Handler = Callable[[ToolCall, In], Awaitable[Out]]
@@ -85,18 +92,24 @@ class ToolRecord(Generic[In, Out]):
     handler: Handler[In, Out]
 
 
-def per_id(selection: TaskSelection, found: dict[int, Task]) -> BulkResult:
+def per_id(selection: TaskSelection, written: BulkWritten) -> BulkResult:
     """A result per id (duplicates once); when a single id fails, the call fails, not just a row."""
     ids = list(dict.fromkeys(selection.task_ids))
+    found = written.tasks
     if len(ids) == 1 and ids[0] not in found:
         raise TaskNotFound(ids[0])
     results = [
-        ItemResult(id=task_id, ok=True, task=found[task_id])
+        ItemResult(id=task_id, ok=True, task=found[task_id], next=written.next.get(task_id))
         if task_id in found
         else ItemResult(id=task_id, ok=False, error=explain(TaskNotFound(task_id)))
         for task_id in ids
     ]
-    return BulkResult(results=results)
+    return BulkResult(results=results, change_id=written.change_id)
+
+
+def written_task(written: Written) -> WrittenTask:
+    """The result of a one-task write: the task and its change id."""
+    return WrittenTask(**dict(written.task), change_id=written.change_id)
 
 
 TOOLS: list[ToolRecord[Any, Any]] = []
@@ -129,9 +142,9 @@ def tool(scope: str, hints: Hints) -> Callable[[Handler[In, Out]], Handler[In, O
 
 
 @tool(WRITE, Hints(read_only=False, destructive=False, idempotent=False))
-async def add_task(call: ToolCall, args: TaskCreate) -> Task:
+async def add_task(call: ToolCall, args: TaskCreate) -> WrittenTask:
     """Create a task and return it with its id."""
-    return await call.db.run(repository.create_task, owner=call.owner, data=args)
+    return written_task(await call.db.run(repository.create_task, actor=call.actor, data=args))
 
 
 @tool(READ, READS)
@@ -156,22 +169,26 @@ async def get_task(call: ToolCall, args: TaskRef) -> Task:
 
 
 @tool(WRITE, Hints(read_only=False, destructive=True, idempotent=False))
-async def update_task(call: ToolCall, args: TaskUpdate) -> Task:
+async def update_task(call: ToolCall, args: TaskUpdate) -> WrittenTask:
     """Change the fields given; null or absent fields keep their values."""
-    return await call.db.run(repository.update_task, owner=call.owner, task_id=args.task_id, patch=args)
+    written = await call.db.run(repository.update_task, actor=call.actor, task_id=args.task_id, patch=args)
+    return written_task(written)
 
 
 @tool(WRITE, Hints(read_only=False, destructive=False, idempotent=True))
 async def complete_task(call: ToolCall, args: TaskSelection) -> BulkResult:
-    """Mark tasks completed; a result per id."""
-    return per_id(args, await call.db.run(repository.complete_tasks, owner=call.owner, ids=args.task_ids))
+    """Mark tasks completed; a result per id. A repeating task's next occurrence is made at once."""
+    completed = await call.db.run(
+        repository.complete_tasks, actor=call.actor, ids=args.task_ids, default_tz=call.settings.timezone
+    )
+    return per_id(args, completed)
 
 
 @tool(WRITE, Hints(read_only=False, destructive=True, idempotent=True))
 async def delete_task(call: ToolCall, args: DeleteSelection) -> BulkResult:
     """Delete tasks (restore=true brings deleted ones back); a result per id."""
     operation = repository.restore_tasks if args.restore else repository.delete_tasks
-    return per_id(args, await call.db.run(operation, owner=call.owner, ids=args.task_ids))
+    return per_id(args, await call.db.run(operation, actor=call.actor, ids=args.task_ids))
 
 
 _BY_NAME = {record.name: record for record in TOOLS}

@@ -24,7 +24,7 @@ from pydantic_core import to_json
 from todo_mcp import __version__
 from todo_mcp.config import Settings
 from todo_mcp.errors import ScopeMissing, TodoError
-from todo_mcp.identity import Principal, require
+from todo_mcp.identity import Actor, Principal, require
 from todo_mcp.limits import CallBudget
 from todo_mcp.storage.engine import Database
 from todo_mcp.tools.errors import explain, invalid_arguments, protocol_error
@@ -42,7 +42,20 @@ INSTRUCTIONS = (
 )
 
 Identity = Callable[[], Principal]
-Invoke = Callable[[dict[str, Any]], Awaitable[CallToolResult]]
+Invoke = Callable[[dict[str, Any], Any], Awaitable[CallToolResult]]
+
+
+def client_name(principal: Principal, context: Any) -> str | None:
+    """The client a change is recorded under: the token's OAuth client, else the MCP client's name."""
+    if principal.client is not None:
+        return principal.client
+    try:
+        params = context.request_context.session.client_params
+    except (AttributeError, LookupError, ValueError):
+        return None
+    info = getattr(params, "client_info", None)
+    name = getattr(info, "name", None)
+    return name[:255] if isinstance(name, str) and name.strip() else None
 
 
 class DeclaredTool(Tool):
@@ -50,7 +63,7 @@ class DeclaredTool(Tool):
 
     async def run(self, arguments: dict[str, Any], context: Any, convert_result: bool = False) -> Any:
         """Call the record's handler with these arguments; see `_invoker`."""
-        return await self.fn(arguments)
+        return await self.fn(arguments, context)
 
 
 def _pre_parse(model: type[BaseModel], arguments: dict[str, Any]) -> dict[str, Any]:
@@ -82,13 +95,15 @@ def _invoker(
     identity: Identity,
     budget: CallBudget | None,
 ) -> Invoke:
-    async def invoke(arguments: dict[str, Any]) -> CallToolResult:
+    async def invoke(arguments: dict[str, Any], context: Any) -> CallToolResult:
         try:
-            owner = require(identity(), record.scope)
+            principal = identity()
+            owner = require(principal, record.scope)
             if budget is not None:
                 budget.spend(owner)
             args = record.input.model_validate(_pre_parse(record.input, arguments))
-            output = await record.handler(ToolCall(db=db, owner=owner, settings=settings), args)
+            actor = Actor(owner, via=record.name, client=client_name(principal, context))
+            output = await record.handler(ToolCall(db=db, actor=actor, settings=settings), args)
         except ValidationError as error:
             raise ToolError(invalid_arguments(record.name, record.input, error)) from None
         except ScopeMissing as error:

@@ -16,10 +16,11 @@ from pydantic import BaseModel
 
 from todo_mcp.config import Settings
 from todo_mcp.errors import InvalidInput, NothingToChange, TaskNotFound, excerpt
-from todo_mcp.identity import READ, WRITE, require
-from todo_mcp.models import PATCHABLE, Task, TaskCreate, TaskPage, TaskPatch, TaskQuery
+from todo_mcp.identity import READ, WRITE, Actor, require
+from todo_mcp.models import PATCHABLE, Task, TaskCreate, TaskPage, TaskPatch, TaskQuery, WrittenTask
 from todo_mcp.storage import repository
 from todo_mcp.storage.engine import Database
+from todo_mcp.storage.writes import BulkWritten, Written
 from todo_mcp.web.gate import PRINCIPAL_SCOPE_KEY
 from todo_mcp.web.rest_errors import ROUTE_RESPONSES, documented
 
@@ -46,14 +47,19 @@ def _reader(request: Request) -> str:
     return require(request.scope[PRINCIPAL_SCOPE_KEY], READ)
 
 
-def _writer(request: Request) -> str:
-    return require(request.scope[PRINCIPAL_SCOPE_KEY], WRITE)
+def _writer(request: Request) -> Actor:
+    """Who writes, for the ledger: the user, the token's client, and the route ("PATCH /api/tasks/...")."""
+    principal = request.scope[PRINCIPAL_SCOPE_KEY]
+    owner = require(principal, WRITE)
+    route = request.scope.get("route")
+    path = getattr(route, "path", request.url.path)
+    return Actor(owner, via=f"{request.method} {path}"[:64], client=principal.client)
 
 
 Db = Annotated[Database, Depends(_database)]
 Config = Annotated[Settings, Depends(_settings)]
 Reader = Annotated[str, Depends(_reader)]
-Writer = Annotated[str, Depends(_writer)]
+Writer = Annotated[Actor, Depends(_writer)]
 TaskIdPath = Annotated[int, Path(ge=1, description="The task id (from a list or create response).")]
 
 TASK_EXAMPLE: dict[str, Any] = {
@@ -67,6 +73,7 @@ TASK_EXAMPLE: dict[str, Any] = {
     "version": 1,
     "created_at": "2026-12-20T09:30:00Z",
     "updated_at": "2026-12-20T09:30:00Z",
+    "change_id": 7,
 }
 CREATE_EXAMPLES = {
     "simple": {"summary": "Just a title", "value": {"title": "Buy milk"}},
@@ -122,11 +129,15 @@ def _with_header(body: M, field: str, value: object, header: str) -> M:
     return body.model_copy(update={field: value})
 
 
-def _one(found: dict[int, Task], task_id: int) -> Task:
-    task = found.get(task_id)
+def _one(written: BulkWritten, task_id: int) -> WrittenTask:
+    task = written.tasks.get(task_id)
     if task is None:
         raise TaskNotFound(task_id)
-    return task
+    return _written(Written(task, written.change_id))
+
+
+def _written(written: Written) -> WrittenTask:
+    return WrittenTask(**dict(written.task), change_id=written.change_id)
 
 
 read_router = APIRouter(
@@ -173,12 +184,12 @@ async def get_task(db: Db, owner: Reader, task_id: TaskIdPath, response: Respons
     "",
     summary="Create a task",
     status_code=201,
-    response_model=Task,
+    response_model=WrittenTask,
     responses={**_ok("The task (the original one on a retry)", TASK_EXAMPLE, 201), **documented(409, 422)},
 )
 async def create_task(
     db: Db,
-    owner: Writer,
+    actor: Writer,
     data: Annotated[TaskCreate, Body(openapi_examples=CREATE_EXAMPLES)],
     response: Response,
     idempotency_key: Annotated[
@@ -190,23 +201,23 @@ async def create_task(
             "return the original task; the same key with other content is a 409.",
         ),
     ] = None,
-) -> Task:
+) -> WrittenTask:
     """Create a task. Retry safely with an Idempotency-Key header (or client_request_id)."""
     data = _with_header(data, "client_request_id", idempotency_key, "Idempotency-Key")
-    task = await db.run(repository.create_task, owner=owner, data=data)
-    response.headers.update({**_etag(task), "Location": f"/api/tasks/{task.id}"})
-    return task
+    written = await db.run(repository.create_task, actor=actor, data=data)
+    response.headers.update({**_etag(written.task), "Location": f"/api/tasks/{written.task.id}"})
+    return _written(written)
 
 
 @write_router.patch(
     "/{task_id}",
     summary="Change a task",
-    response_model=Task,
+    response_model=WrittenTask,
     responses={**_ok("The changed task", TASK_EXAMPLE), **documented(404, 409, 422)},
 )
 async def update_task(
     db: Db,
-    owner: Writer,
+    actor: Writer,
     task_id: TaskIdPath,
     patch: Annotated[TaskPatch, Body(openapi_examples=PATCH_EXAMPLES)],
     response: Response,
@@ -214,14 +225,14 @@ async def update_task(
         str | None,
         Header(alias="If-Match", description='The version you read (its ETag, e.g. "3"); 409 if it changed.'),
     ] = None,
-) -> Task:
+) -> WrittenTask:
     """Change only the fields sent; the others keep their values."""
     if not patch.changes():
         raise NothingToChange(PATCHABLE)
     patch = _with_header(patch, "expected_version", _version_from_if_match(if_match), "If-Match")
-    task = await db.run(repository.update_task, owner=owner, task_id=task_id, patch=patch)
-    response.headers.update(_etag(task))
-    return task
+    written = await db.run(repository.update_task, actor=actor, task_id=task_id, patch=patch)
+    response.headers.update(_etag(written.task))
+    return _written(written)
 
 
 @dataclass(frozen=True)
@@ -231,7 +242,7 @@ class Action:
     name: str
     summary: str
     description: str
-    operation: Callable[..., Awaitable[dict[int, Task]]]
+    operation: Callable[..., Awaitable[BulkWritten]]
     example: dict[str, Any]
 
 
@@ -261,9 +272,10 @@ ACTIONS: dict[str, Action] = {
 }
 
 
-def _endpoint(action: Action) -> Callable[..., Awaitable[Task]]:
-    async def endpoint(db: Db, owner: Writer, task_id: TaskIdPath) -> Task:
-        return _one(await db.run(action.operation, owner=owner, ids=[task_id]), task_id)
+def _endpoint(action: Action) -> Callable[..., Awaitable[WrittenTask]]:
+    async def endpoint(db: Db, settings: Config, actor: Writer, task_id: TaskIdPath) -> WrittenTask:
+        extra = {"default_tz": settings.timezone} if action.operation is repository.complete_tasks else {}
+        return _one(await db.run(action.operation, actor=actor, ids=[task_id], **extra), task_id)
 
     return endpoint
 
@@ -277,6 +289,6 @@ for _route, _action in ACTIONS.items():
         name=_action.name,
         summary=_action.summary,
         description=_action.description,
-        response_model=Task,
+        response_model=WrittenTask,
         responses={**_ok(f"The task after: {_action.summary.lower()}", _action.example), **documented(404)},
     )
