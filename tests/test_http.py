@@ -41,6 +41,7 @@ from tests.http_helpers import (
     via,
 )
 from tests.jwks_server import OAUTH_ISSUER, JWKSServer, SigningKey, make_key, running_jwks
+from todo_mcp.tools import records
 
 pytestmark = pytest.mark.anyio
 
@@ -495,7 +496,7 @@ async def test_tool_and_rest_calls_share_one_budget_per_user(env: Env, transport
     assert limited_rest.status_code == 429
     assert int(limited_rest.headers["retry-after"]) >= 1
     assert f"Too many calls for this user (the limit is {PER_USER_LIMIT} per minute); wait" in limited_tool
-    assert len(still_connected.tools) == 6
+    assert len(still_connected.tools) == len(records.TOOLS)
     assert unaffected.status_code == 200
 
 

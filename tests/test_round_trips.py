@@ -176,6 +176,13 @@ async def _cases(c: Client) -> list[Case]:
     page3_cursor = page2["next_cursor"]
     assert page3_cursor is not None
     version_now = _data(await c.call_tool("get_task", {"task_id": ids[2]}))["version"]
+    weekly = [
+        await add(
+            title=f"weekly {n}", due="2026-12-01T09:00:00[Europe/Paris]", repeat="FREQ=WEEKLY;BYDAY=MO,TH"
+        )
+        for n in range(2)
+    ]
+    changes_cursor = _data(await c.call_tool("list_changes", {"limit": 1}))["next_cursor"]
     retry_key = f"retry-{uuid.uuid4().hex}"
 
     def tool(name: str, **arguments: Any) -> Call:
@@ -326,6 +333,48 @@ async def _cases(c: Client) -> list[Case]:
             tool("delete_task", task_ids=[ids[3]], restore=True),
             tool("delete_task", task_ids=[ids[4], ids[5]], restore=True),
             lambda r: [item["ok"] for item in _data(r)["results"]] == [True, True],
+        ),
+        Case(
+            "complete_task repeating",
+            tool("complete_task", task_ids=[weekly[0]["id"]]),
+            tool("complete_task", task_ids=[weekly[1]["id"]]),
+            lambda r: _data(r)["results"][0]["next"]["due"] == "2026-12-03T09:00:00+01:00[Europe/Paris]",
+        ),
+        Case(
+            "list_changes",
+            tool("list_changes", limit=1),
+            tool("list_changes", limit=5),
+            lambda r: len(_data(r)["changes"]) == 5,
+        ),
+        Case(
+            "list_changes task_id",
+            tool("list_changes", task_id=ids[0]),
+            tool("list_changes", task_id=ids[1]),
+            lambda r: _data(r)["changes"][-1]["via"] == "add_task",
+        ),
+        Case(
+            "list_changes cursor",
+            tool("list_changes", limit=1, cursor=changes_cursor),
+            tool("list_changes", limit=2, cursor=changes_cursor),
+            lambda r: len(_data(r)["changes"]) == 2,
+        ),
+        Case(
+            "undo_changes dry_run",
+            tool("undo_changes", dry_run=True),
+            tool("undo_changes", last=2, dry_run=True),
+            lambda r: _data(r)["dry_run"] is True,
+        ),
+        Case(
+            "undo_changes",
+            tool("undo_changes"),
+            tool("undo_changes", last=1),
+            lambda r: len(_data(r)["undone"]) == 1,
+        ),
+        Case(
+            "undo_changes change_ids",
+            tool("undo_changes", change_ids=[seeded[0]["change_id"]]),
+            tool("undo_changes", change_ids=[weekly[1]["change_id"]]),
+            lambda r: _data(r)["tasks"][0]["after"]["deleted_at"] is not None,
         ),
         Case(
             "resource task://{id}",

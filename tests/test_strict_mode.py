@@ -101,4 +101,17 @@ async def test_every_tool_does_its_job_when_called_in_strict_mode(server: MCPSer
     assert "deleted_at" in deleted["task"]
     (restored,) = (await call("delete_task", task_ids=[task["id"]], restore=True))["results"]
     assert "deleted_at" not in restored["task"]
+    history = await call("list_changes", task_id=task["id"])
+    assert [change["via"] for change in history["changes"]] == [
+        "delete_task",
+        "delete_task",
+        "complete_task",
+        "update_task",
+        "add_task",
+    ]
+    preview = await call("undo_changes", dry_run=True)
+    assert preview["dry_run"] is True
+    assert preview["undone"] == [history["changes"][0]["change_id"]]
+    undo = await call("undo_changes")
+    assert undo["tasks"][0]["after"]["deleted_at"]
     assert calls == set(tools), "every tool the server lists was called"

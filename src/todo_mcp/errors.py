@@ -64,10 +64,32 @@ class NothingToChange(TodoError):
     fields: tuple[str, ...]
 
 
+@dataclass(eq=False)
 class InvalidCursor(TodoError):
-    """A list cursor that was not made for this query (a cursor is opaque: nothing more to say)."""
+    """A list cursor that was not made for this query (a cursor is opaque: nothing more to say).
+
+    `query` names the kind of list: "TaskQuery" (tasks) or "ChangeQuery" (the ledger).
+    """
 
     template: ClassVar[str] = "the cursor does not belong to this query"
+    query: str = "TaskQuery"
+
+
+@dataclass(eq=False)
+class ChangeNotFound(TodoError):
+    """No such change in this user's ledger; another user's change answers exactly the same."""
+
+    template: ClassVar[str] = "change {change_id} was not found"
+    change_id: int
+
+
+@dataclass(eq=False)
+class ChangeAlreadyUndone(TodoError):
+    """An undo named a change that an earlier undo already undid."""
+
+    template: ClassVar[str] = "change {change_id} was already undone by change {undone_by}"
+    change_id: int
+    undone_by: int
 
 
 @dataclass(frozen=True)

@@ -177,7 +177,7 @@ def parse_repeat(text: str) -> Repeat:
         return _parse(text)
     except ValueError as error:
         raise ValueError(
-            f"repeat {text.strip()[:60]!r} is not a rule this server reads: {error}; send {EXAMPLES}"
+            f"is not a repeat rule this server reads ({error}); send a rule such as {EXAMPLES}"
         ) from None
 
 

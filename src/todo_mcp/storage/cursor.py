@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import BaseModel
+
 from todo_mcp.due import DUE_FIRST
 from todo_mcp.errors import InvalidCursor
 from todo_mcp.models import SortOrder, TaskQuery
@@ -41,7 +43,7 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _fingerprint(query: TaskQuery) -> str:
+def _fingerprint(query: BaseModel) -> str:
     # The fields in their declared order: the same query always gives the same text.
     payload = query.model_dump_json(exclude={"cursor", "limit"})
     return _b64(hashlib.sha256(payload.encode()).digest()[:6])
@@ -51,30 +53,54 @@ def _signature(key: bytes, body: str) -> str:
     return _b64(hmac.new(key, body.encode(), hashlib.sha256).digest()[:_SIGNATURE_BYTES])
 
 
+def sign_keys(query: BaseModel, keys: list[Any], key: bytes) -> str:
+    """A cursor holding `keys` (JSON values) for `query`, signed with `key`."""
+    body = _b64(json.dumps({"q": _fingerprint(query), "k": keys}, separators=(",", ":")).encode())
+    return f"{body}.{_signature(key, body)}"
+
+
+def signed_keys(query: BaseModel, cursor: str, key: bytes, count: int) -> list[Any]:
+    """The `count` keys of a cursor; InvalidCursor unless this deployment made it for `query`.
+
+    The keys are still to be checked for type and range by the caller (ValueError, TypeError).
+    """
+    body, _, signature = cursor.partition(".")
+    if not hmac.compare_digest(signature.encode(), _signature(key, body).encode()):
+        raise InvalidCursor(type(query).__name__)
+    try:
+        data = json.loads(_unb64(body))
+        keys = data["k"]
+        if data["q"] != _fingerprint(query) or not isinstance(keys, list) or len(keys) != count:
+            raise ValueError("cursor of another query")
+    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise InvalidCursor(type(query).__name__) from None
+    return keys
+
+
 def encode_cursor(query: TaskQuery, row: Mapping[str, Any], key: bytes) -> str:
     """The cursor that continues `query` after `row`, signed with `key`."""
     keys: list[Any] = []
     for column, _ in SORTS[query.sort]:
         value = row[column]
         keys.append(value.isoformat() if isinstance(value, datetime) else value)
-    body = _b64(json.dumps({"q": _fingerprint(query), "k": keys}, separators=(",", ":")).encode())
-    return f"{body}.{_signature(key, body)}"
+    return sign_keys(query, keys, key)
 
 
 def decode_cursor(query: TaskQuery, cursor: str, key: bytes) -> list[Any]:
     """The sort key a cursor continues after; InvalidCursor unless this deployment made it for `query`."""
-    body, _, signature = cursor.partition(".")
-    if not hmac.compare_digest(signature.encode(), _signature(key, body).encode()):
-        raise InvalidCursor
+    columns = SORTS[query.sort]
+    keys = signed_keys(query, cursor, key, len(columns))
     try:
-        data = json.loads(_unb64(body))
-        keys = data["k"]
-        columns = SORTS[query.sort]
-        if data["q"] != _fingerprint(query) or len(keys) != len(columns):
-            raise ValueError("cursor of another query")
         return [_key(column, value) for (column, _), value in zip(columns, keys, strict=True)]
-    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise InvalidCursor from None
+    except (ValueError, TypeError):
+        raise InvalidCursor(type(query).__name__) from None
+
+
+def id_key(value: Any) -> int:
+    """An id sort key, checked for type and range (ValueError otherwise)."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= ID_MAX:
+        raise ValueError("id key out of range")
+    return value
 
 
 def _key(column: str, value: Any) -> Any:

@@ -18,9 +18,11 @@ from todo_mcp.models import LIST_DESCRIPTION_MAX, Task, TaskPage, TaskPatch, Tas
 from todo_mcp.storage import writes
 from todo_mcp.storage.cursor import decode_cursor, encode_cursor
 from todo_mcp.storage.filters import list_values, statement_for, visible
+from todo_mcp.storage.history import list_changes
 from todo_mcp.storage.session import Session, first
 from todo_mcp.storage.statements import built, param
 from todo_mcp.storage.table import ID_MAX, task_from_row, tasks_table
+from todo_mcp.storage.undo import undo_changes
 from todo_mcp.storage.writes import BulkWritten, Written, utcnow
 
 t = tasks_table
@@ -32,8 +34,10 @@ __all__ = [
     "create_task",
     "delete_tasks",
     "get_task",
+    "list_changes",
     "list_tasks",
     "restore_tasks",
+    "undo_changes",
     "update_task",
     "utcnow",
 ]

@@ -63,7 +63,10 @@ class Statement:
             constants = {
                 name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required
             }
-            found = self._compiled[dialect.name] = Compiled(str(compiled), names, constants)
+            documents = frozenset(
+                name for name, bind in compiled.binds.items() if isinstance(bind.type, sa.JSON)
+            )
+            found = self._compiled[dialect.name] = Compiled(str(compiled), names, constants, documents)
         return found
 
 

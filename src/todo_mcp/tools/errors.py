@@ -29,8 +29,15 @@ _WORDS: dict[type[errors.TodoError], str] = {
         "new client_request_id."
     ),
     errors.InvalidCursor: (
-        "cursor is not valid for this query: send the next_cursor of the previous list_tasks call with the "
-        "same filters and sort, or leave cursor out to start from the first page"
+        "cursor is not valid for this query: send the next_cursor of the previous {tool} call with the "
+        "same {what}, or leave cursor out to start from the first page"
+    ),
+    errors.ChangeNotFound: (
+        "Change {change_id} was not found. Use list_changes to find the change_id of one of your changes."
+    ),
+    errors.ChangeAlreadyUndone: (
+        "Change {change_id} was already undone by change {undone_by}; nothing was done. To redo it, undo "
+        "change {undone_by}; leave {change_id} out of change_ids otherwise."
     ),
     errors.ScopeMissing: "this token lacks the {needed} scope; sign in again granting {needed}",
     errors.RateLimited: (
@@ -42,7 +49,14 @@ _WORDS: dict[type[errors.TodoError], str] = {
         "again in a few seconds."
     ),
 }
-_CALLER_MISTAKES = (errors.InvalidInput, errors.InvalidCursor, errors.TaskNotFound, errors.ScopeMissing)
+_CALLER_MISTAKES = (
+    errors.InvalidInput,
+    errors.InvalidCursor,
+    errors.TaskNotFound,
+    errors.ChangeNotFound,
+    errors.ChangeAlreadyUndone,
+    errors.ScopeMissing,
+)
 
 
 def explain(error: errors.TodoError, tool: str | None = None, *, changes: bool = False) -> str:
@@ -55,6 +69,12 @@ def explain(error: errors.TodoError, tool: str | None = None, *, changes: bool =
     if isinstance(error, errors.OutcomeUnknown):
         return _outcome_unknown(error, tool, changes)
     template = _WORDS.get(type(error))
+    if isinstance(error, errors.InvalidCursor) and template is not None:
+        changes = error.query == "ChangeQuery"
+        return template.format(
+            tool="list_changes" if changes else "list_tasks",
+            what="filters" if changes else "filters and sort",
+        )
     return template.format_map(vars(error)) if template is not None else str(error)
 
 

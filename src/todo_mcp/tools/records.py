@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar, get_type_hints
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel
 
+from todo_mcp.change_models import ChangePage, ChangeQuery, UndoRequest, UndoResult
 from todo_mcp.config import Settings
 from todo_mcp.errors import TaskNotFound
 from todo_mcp.identity import READ, WRITE, Actor
@@ -189,6 +190,26 @@ async def delete_task(call: ToolCall, args: DeleteSelection) -> BulkResult:
     """Delete tasks (restore=true brings deleted ones back); a result per id."""
     operation = repository.restore_tasks if args.restore else repository.delete_tasks
     return per_id(args, await call.db.run(operation, actor=call.actor, ids=args.task_ids))
+
+
+@tool(READ, READS)
+async def list_changes(call: ToolCall, args: ChangeQuery) -> ChangePage:
+    """Your recorded changes (every write, by any client), newest first, or one task's history (task_id).
+
+    Each shows when, through which tool or route and client, and per task the fields before and after.
+    """
+    return await call.db.run(
+        repository.list_changes, owner=call.owner, query=args, cursor_key=call.db.cursor_key
+    )
+
+
+@tool(WRITE, Hints(read_only=False, destructive=True, idempotent=False))
+async def undo_changes(call: ToolCall, args: UndoRequest) -> UndoResult:
+    """Undo changes by change_id, or your last N (default: the last one), as one new change.
+
+    A task changed since is left as it is and listed in refused. dry_run=true shows what it would do.
+    """
+    return await call.db.run(repository.undo_changes, actor=call.actor, request=args)
 
 
 _BY_NAME = {record.name: record for record in TOOLS}

@@ -1,0 +1,146 @@
+"""What an undo decides, per task, and how its result reads; the same on both databases.
+
+An undo takes the changes it was asked for and, per task they touched, the oldest change's
+`before` as the state to return to (none: the task was created by them, so it is deleted). A task
+is undone only if nothing else changed it: its changes chain (each starts where the previous left
+it) and it is still as the newest left it. Otherwise it is refused with its current version and
+the fields that changed since. Content is compared, not versions: an undo moves a task's version
+but returns its content, so "undo my last change" can be repeated to walk further back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import pairwise
+from typing import Any
+
+from todo_mcp.change_models import Refusal, TaskChange, UndoResult
+from todo_mcp.errors import ChangeAlreadyUndone, ChangeNotFound
+from todo_mcp.storage.history import SHOWN, shown, task_change
+from todo_mcp.storage.ledger import document, snapshot
+from todo_mcp.storage.session import Row
+
+Snapshot = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Item:
+    """A task as one selected change found (`before`; None: created) and left it."""
+
+    change_id: int
+    task_id: int
+    before: Snapshot | None
+    after: Snapshot
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One task's fate: its changes (oldest first), its state now, whether it is undone, and how."""
+
+    items: list[Item]
+    current: Snapshot | None
+    chained: bool
+    # The task as the undo leaves it (None: refused); a dry run's is what it would leave.
+    result: Snapshot | None
+
+    @property
+    def task_id(self) -> int:
+        """The task's id."""
+        return self.items[0].task_id
+
+
+def items_of(rows: Sequence[Row]) -> dict[int, list[Item]]:
+    """The items of the selected changes by task, oldest change first (rows: change_id, task_id, ...)."""
+    tasks: dict[int, list[Item]] = {}
+    for row in rows:
+        if row["task_id"] is None:
+            continue
+        item = Item(row["change_id"], row["task_id"], document(row["before"]), document(row["after"]))
+        tasks.setdefault(item.task_id, []).append(item)
+    for found in tasks.values():
+        found.sort(key=lambda item: item.change_id)
+    return tasks
+
+
+def same(one: Snapshot | None, other: Snapshot) -> bool:
+    """Whether two snapshots hold the same task content (versions aside: an undo moves the version)."""
+    return one is not None and all(
+        one.get(name) == value for name, value in other.items() if name != "version"
+    )
+
+
+def chained(items: Sequence[Item]) -> bool:
+    """Whether each change starts where the previous one left the task."""
+    return all(same(later.before, earlier.after) for earlier, later in pairwise(items))
+
+
+def undoable(items: Sequence[Item], current: Snapshot | None) -> bool:
+    """Whether the task can be undone: its changes chain and nothing else changed it since.
+
+    "Since" compares content, so after "undo my last change", undoing the one before it works.
+    """
+    return current is not None and chained(items) and same(current, items[-1].after)
+
+
+def target(items: Sequence[Item], current: Snapshot, now: datetime) -> dict[str, Any]:
+    """The snapshot the undo leaves: the oldest `before` (a created task: as it is, but deleted)."""
+    restored = dict(items[0].before) if items[0].before is not None else dict(current)
+    if items[0].before is None and restored.get("deleted_at") is None:
+        restored["deleted_at"] = now.isoformat()
+    restored["version"] = current["version"] + 1
+    return restored
+
+
+def check_selection(wanted: Sequence[int] | None, found: Mapping[int, int | None]) -> None:
+    """Refuse ids that are not the user's changes, or were already undone (found: id -> undone_by)."""
+    for change_id in wanted or ():
+        if change_id not in found:
+            raise ChangeNotFound(change_id)
+        undone_by = found[change_id]
+        if undone_by is not None:
+            raise ChangeAlreadyUndone(change_id, undone_by)
+
+
+def result(verdicts: Sequence[Verdict], change_id: int | None, *, dry_run: bool) -> UndoResult:
+    """The result of an undo from its verdicts."""
+    tasks: list[TaskChange] = []
+    refused: list[Refusal] = []
+    undone: set[int] = set()
+    for verdict in verdicts:
+        if verdict.result is not None and verdict.current is not None:
+            tasks.append(task_change(verdict.task_id, verdict.current, verdict.result))
+            undone.update(item.change_id for item in verdict.items)
+        else:
+            refused.append(_refusal(verdict))
+    return UndoResult(
+        dry_run=dry_run, change_id=change_id, undone=sorted(undone), tasks=tasks, refused=refused
+    )
+
+
+def _refusal(verdict: Verdict) -> Refusal:
+    newest = verdict.items[-1]
+    if verdict.current is None:
+        return Refusal(
+            task_id=verdict.task_id, change_id=newest.change_id, reason="the task no longer exists"
+        )
+    now, then = shown(verdict.current), shown(newest.after)
+    changed = [name for name in SHOWN if now[name] != then[name]]
+    reason = (
+        f"changed since this change (now at version {now['version']})"
+        if verdict.chained
+        else "changed in between by a change that is not being undone"
+    )
+    return Refusal(
+        task_id=verdict.task_id,
+        change_id=newest.change_id,
+        reason=reason,
+        current_version=now["version"],
+        changed=changed,
+    )
+
+
+def row_snapshot(row: Row | None) -> dict[str, Any] | None:
+    """The snapshot of a task row (None for none)."""
+    return snapshot(row) if row is not None else None
