@@ -233,3 +233,14 @@ async def test_connections_accepted_on_the_servers_socket_have_nagle_off() -> No
         _, writer = await asyncio.open_connection(*listener.getsockname()[:2])
         assert await asyncio.wait_for(accepted, 5) != 0
         writer.close()
+
+
+def test_prune_reports_what_it_removed_and_refuses_a_negative_period(tmp_path: Path) -> None:
+    env = _env(TODO_MCP_DATA_DIR=str(tmp_path), TODO_MCP_LEDGER_RETENTION_DAYS="30")
+    pruned = _run("prune", env=env, cwd=tmp_path)
+    assert pruned.returncode == 0, pruned.stderr
+    assert "removed 0 changes recorded before" in pruned.stderr
+    assert "tasks are untouched" in pruned.stderr
+    refused = _run("prune", "--days", "-1", env=env, cwd=tmp_path)
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines()[-1] == "todo-ledger: error: prune: --days must be 0 or more"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from tests.calls import Agent
 from todo_mcp.config import Settings
 from todo_mcp.identity import local_identity
 from todo_mcp.storage.engine import Database
+from todo_mcp.storage.ledger import prune_changes
 from todo_mcp.tools.server import build_server
 
 pytestmark = pytest.mark.anyio
@@ -222,3 +224,20 @@ async def test_another_users_change_answers_exactly_like_a_missing_one(
     assert await _changes(intruder, task_id=task["id"]) == []
     assert all(change["change_id"] != mine for change in await _changes(intruder))
     assert (await agent.get(task["id"]))["title"] == "Mine"
+
+
+async def test_pruning_forgets_old_changes_and_never_touches_tasks(
+    client: Client, database: Database, settings: Settings
+) -> None:
+    agent = Agent(client)
+    task = await agent.add("Kept forever")
+    await agent.update(task["id"], title="Still kept")
+    assert len(await _changes(agent)) == 2
+    assert await database.run(prune_changes, before=datetime.now(UTC) - timedelta(days=1)) == 0
+    assert len(await _changes(agent)) == 2
+    removed = await database.run(prune_changes, before=datetime.now(UTC) + timedelta(seconds=2))
+    assert removed >= 2
+    assert await _changes(agent) == []
+    assert (await agent.get(task["id"]))["title"] == "Still kept"
+    nothing = await agent.call("undo_changes")
+    assert nothing["undone"] == []

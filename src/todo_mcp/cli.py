@@ -9,6 +9,7 @@ import os
 import socket
 import sys
 from collections.abc import Coroutine, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
 
@@ -36,9 +37,10 @@ settings (environment variables or a .env file in the working directory):
   TODO_MCP_AUTO_MIGRATE        migrate on start (default: true for SQLite, false for PostgreSQL)
   TODO_MCP_DATA_DIR            where the default SQLite file lives
   TODO_MCP_LOG_LEVEL           DEBUG, INFO, WARNING or ERROR (logs go to stderr)
-  TODO_MCP_DB_POOL_SIZE        PostgreSQL connections kept open (default 5)
+  TODO_MCP_DB_POOL_SIZE        PostgreSQL connections kept open (default 10)
   TODO_MCP_DB_CONNECT_TIMEOUT  seconds to wait for a new database connection (default 5)
   TODO_MCP_DB_STATEMENT_TIMEOUT  seconds a statement may take before the call fails (default 5)
+  TODO_MCP_LEDGER_RETENTION_DAYS  days `prune` keeps the record of changes (default 90)
   HTTP and auth settings for `serve`: see `todo-ledger serve --help`.
 """
 
@@ -164,6 +166,20 @@ async def _serve_stdio(settings: Settings) -> None:
         await server.run_stdio_async()
     finally:
         await database.dispose()
+
+
+async def _prune(settings: Settings, days: int | None) -> None:
+    from todo_mcp.storage.ledger import prune_changes
+    from todo_mcp.storage.writes import utcnow
+
+    kept = days if days is not None else settings.ledger_retention_days
+    before = utcnow() - timedelta(days=kept)
+    database = await _open_database(settings)
+    try:
+        removed = await database.run(prune_changes, before=before)
+    finally:
+        await database.dispose()
+    log.info("removed %d changes recorded before %s; tasks are untouched", removed, before.isoformat())
 
 
 async def _migrate(settings: Settings) -> None:
@@ -315,6 +331,18 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=SETTINGS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    prune = commands.add_parser(
+        "prune",
+        help="forget recorded changes older than TODO_MCP_LEDGER_RETENTION_DAYS (tasks stay as they are)",
+        description="Remove the record of changes older than the retention period, for every user. "
+        "Tasks are never touched; pruned changes can no longer be listed or undone. Run it daily "
+        "(cron, a scheduled job).",
+        epilog=SETTINGS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    prune.add_argument(
+        "--days", type=int, default=None, help="keep this many days instead of TODO_MCP_LEDGER_RETENTION_DAYS"
+    )
     return parser
 
 
@@ -341,6 +369,10 @@ def _main(argv: Sequence[str] | None) -> None:
         log.warning("%s", line)
     if args.command == "migrate":
         _run_guarded(_migrate(settings))
+    elif args.command == "prune":
+        if args.days is not None and args.days < 0:
+            _fail("prune: --days must be 0 or more", 2)
+        _run_guarded(_prune(settings, args.days))
     elif args.command == "serve":
         verifier = _verifier(args, settings)
         _run_guarded(_serve_http(args, settings, verifier))

@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     auth_token_cache_max_age: float = Field(
         default=300.0, ge=0, le=3600, validation_alias="TODO_MCP_AUTH_TOKEN_CACHE_MAX_AGE"
     )
+    ledger_retention_days: int = Field(
+        default=90, ge=1, le=36_500, validation_alias="TODO_MCP_LEDGER_RETENTION_DAYS"
+    )
     allowed_hosts: CommaList = Field(default_factory=list, validation_alias="TODO_MCP_ALLOWED_HOSTS")
     cors_origins: CommaList = Field(default_factory=list, validation_alias="TODO_MCP_CORS_ORIGINS")
     rate_limit_per_minute: int = Field(default=120, ge=0, validation_alias="TODO_MCP_RATE_LIMIT_PER_MINUTE")

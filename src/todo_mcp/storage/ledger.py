@@ -260,3 +260,31 @@ async def record(
             _ITEM, {**item, "before": snapshot(before) if before else None, "after": snapshot(after)}
         )
     return change_id
+
+
+_PRUNE_ITEMS = Statement(
+    sa.delete(change_tasks_table).where(
+        change_tasks_table.c.change_id.in_(
+            sa.select(changes_table.c.id).where(changes_table.c.at < param("before", changes_table.c.at))
+        )
+    )
+)
+_PRUNE = Statement(
+    sa.delete(changes_table)
+    .where(changes_table.c.at < param("before", changes_table.c.at))
+    .returning(changes_table.c.id)
+)
+
+
+async def prune_changes(session: Session, *, before: datetime) -> int:
+    """Forget the changes made before `before` (every user's); the tasks are never touched.
+
+    Returns how many changes were removed. Their items go first (SQLite does not cascade unless
+    told to), in the same transaction.
+    """
+    if isinstance(session, SqliteSession):
+        async with session.transaction():
+            await session.rows(_PRUNE_ITEMS, {"before": before})
+            return len(await session.rows(_PRUNE, {"before": before}))
+    # PostgreSQL: the foreign key cascades to the items; one statement.
+    return len(await session.rows(_PRUNE, {"before": before}))
