@@ -77,3 +77,40 @@ async def test_every_rest_error_body_has_the_documented_shape(http: httpx2.Async
     assert set(problems) == {"body.title", "body.owner"}
     assert problems["body.owner"] == "is not an accepted field"
     assert "Use list_tasks" not in answers[404].json()["detail"], "REST words its own errors"
+
+
+async def test_the_ledger_over_rest_reads_changes_and_history_and_undoes(http: httpx2.AsyncClient) -> None:
+    spec = (await http.get("/openapi.json")).json()
+    assert {"/api/changes", "/api/changes/undo", "/api/tasks/{task_id}/history"} <= set(spec["paths"])
+    task = (await http.post("/api/tasks", json={"title": "Buy milk"})).json()
+    url = f"/api/tasks/{task['id']}"
+    renamed = await http.patch(url, json={"title": "Buy oat milk"})
+    assert renamed.status_code == 200, renamed.text
+    changes = (await http.get("/api/changes", params={"limit": 1})).json()
+    (latest,) = changes["changes"]
+    assert latest["change_id"] == renamed.json()["change_id"]
+    assert latest["via"] == "PATCH /api/tasks/{task_id}"
+    assert latest["tasks"][0]["after"] == {"title": "Buy oat milk", "version": 2}
+    more = (await http.get("/api/changes", params={"limit": 1, "cursor": changes["next_cursor"]})).json()
+    assert more["changes"][0]["via"] == "POST /api/tasks"
+    history = (await http.get(f"{url}/history")).json()
+    assert [change["change_id"] for change in history["changes"]] == [latest["change_id"], task["change_id"]]
+
+    preview = await http.post("/api/changes/undo", json={"dry_run": True})
+    assert preview.status_code == 200, preview.text
+    assert (await http.get(url)).json()["title"] == "Buy oat milk"
+    undo = (await http.post("/api/changes/undo", json={})).json()
+    assert undo["undone"] == [latest["change_id"]]
+    assert (await http.get(url)).json()["title"] == "Buy milk"
+
+    validator = _error_body_validator(spec)
+    again = await http.post("/api/changes/undo", json={"change_ids": [latest["change_id"]]})
+    missing = await http.post("/api/changes/undo", json={"change_ids": [10**12]})
+    bad = await http.get("/api/changes", params={"since": "yesterday"})
+    for response, status in ((again, 409), (missing, 404), (bad, 422)):
+        assert response.status_code == status, response.text
+        validator.validate(response.json())
+    assert f"undo change {undo['change_id']} to redo it" in again.json()["detail"]
+    assert (
+        missing.json()["detail"] == "Change 1000000000000 was not found; GET /api/changes lists your changes."
+    )

@@ -284,7 +284,7 @@ async def _serve_http(args: argparse.Namespace, settings: Settings, verifier: To
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line: stdio (the default), `serve` and `migrate`."""
+    """The command line: stdio (the default), `serve`, `migrate` and `prune`."""
     parser = argparse.ArgumentParser(
         prog="todo-ledger",
         description="An MCP server for a person's tasks. With no command it serves MCP over stdio "
@@ -331,6 +331,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=SETTINGS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_prune(commands)
+    return parser
+
+
+def _add_prune(commands: Any) -> None:
     prune = commands.add_parser(
         "prune",
         help="forget recorded changes older than TODO_MCP_LEDGER_RETENTION_DAYS (tasks stay as they are)",
@@ -343,11 +348,10 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument(
         "--days", type=int, default=None, help="keep this many days instead of TODO_MCP_LEDGER_RETENTION_DAYS"
     )
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Run the command line: stdio by default, `serve`, or `migrate`; Ctrl-C ends it quietly (130)."""
+    """Run the command line: stdio by default, `serve`, `migrate` or `prune`; Ctrl-C ends it quietly (130)."""
     try:
         _main(argv)
     except KeyboardInterrupt:

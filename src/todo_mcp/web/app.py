@@ -29,6 +29,7 @@ from todo_mcp.identity import local_identity
 from todo_mcp.limits import CallBudget
 from todo_mcp.storage.engine import Database
 from todo_mcp.tools.server import build_server
+from todo_mcp.web import ledger_routes
 from todo_mcp.web.body import BodyReader
 from todo_mcp.web.gate import BearerGate, current_principal
 from todo_mcp.web.hosts import HostGuard, allowed_hosts, allowed_origins
@@ -128,8 +129,10 @@ def create_app(
     if resources is not None:
         add_metadata_routes(app, settings, resources)
     app.include_router(read_router)
+    app.include_router(ledger_routes.read_router)
     if not settings.read_only:
         app.include_router(write_router)
+        app.include_router(ledger_routes.write_router)
     app.mount("/", _transports(mcp, settings, stateless=stateless))
     _add_middleware(app, settings, verifier, resources, budget, _session_ender(mcp))
     return app

@@ -86,6 +86,11 @@ _ANSWERS: dict[type[errors.TodoError], tuple[int, str]] = {
         "cursor is not valid for this query: send the next_cursor of the previous page with the same "
         "filters and sort, or leave cursor out to start from the first page",
     ),
+    errors.ChangeNotFound: (404, "Change {change_id} was not found; GET /api/changes lists your changes."),
+    errors.ChangeAlreadyUndone: (
+        409,
+        "Change {change_id} was already undone by change {undone_by}; undo change {undone_by} to redo it.",
+    ),
     errors.DatabaseUnavailable: (
         503,
         "The task database cannot be reached right now ({reason}); nothing was changed. "
@@ -141,9 +146,10 @@ def error_response(error: errors.TodoError, method: str = "GET") -> JSONResponse
 def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` entries for these handler-level error statuses, all with the `ErrorBody` schema."""
     meanings = {
-        404: "No such task for this user (another user's task answers the same)",
-        409: "The task changed since the version given (If-Match or expected_version), or the "
-        "Idempotency-Key was used for other content or for a task deleted since",
+        404: "No such task or change for this user (another user's answers the same)",
+        409: "The task changed since the version given (If-Match or expected_version), the "
+        "Idempotency-Key was used for other content or for a task deleted since, or the change was "
+        "already undone",
         422: "The input is not acceptable; detail and errors say what to send instead",
     }
     return {status: _declared(meanings[status]) for status in statuses}

@@ -97,7 +97,8 @@ PATCH_EXAMPLES = {
 }
 
 
-def _ok(description: str, example: Any, status: int = 200) -> dict[int | str, dict[str, Any]]:
+def example_response(description: str, example: Any, status: int = 200) -> dict[int | str, dict[str, Any]]:
+    """An OpenAPI `responses` entry for a success, with an example body."""
     return {status: {"description": description, "content": {"application/json": {"example": example}}}}
 
 
@@ -152,7 +153,10 @@ write_router = APIRouter(
     "",
     summary="List tasks",
     response_model=TaskPage,
-    responses={**_ok("One page of tasks", {"tasks": [TASK_EXAMPLE], "next_cursor": None}), **documented(422)},
+    responses={
+        **example_response("One page of tasks", {"tasks": [TASK_EXAMPLE], "next_cursor": None}),
+        **documented(422),
+    },
 )
 async def list_tasks(
     db: Db, settings: Config, owner: Reader, query: Annotated[TaskQuery, Query()]
@@ -171,7 +175,7 @@ async def list_tasks(
     "/{task_id}",
     summary="Read a task",
     response_model=Task,
-    responses={**_ok("The task", TASK_EXAMPLE), **documented(404)},
+    responses={**example_response("The task", TASK_EXAMPLE), **documented(404)},
 )
 async def get_task(db: Db, owner: Reader, task_id: TaskIdPath, response: Response) -> Task:
     """One task in full; its ETag is its version."""
@@ -185,7 +189,10 @@ async def get_task(db: Db, owner: Reader, task_id: TaskIdPath, response: Respons
     summary="Create a task",
     status_code=201,
     response_model=WrittenTask,
-    responses={**_ok("The task (the original one on a retry)", TASK_EXAMPLE, 201), **documented(409, 422)},
+    responses={
+        **example_response("The task (the original one on a retry)", TASK_EXAMPLE, 201),
+        **documented(409, 422),
+    },
 )
 async def create_task(
     db: Db,
@@ -213,7 +220,7 @@ async def create_task(
     "/{task_id}",
     summary="Change a task",
     response_model=WrittenTask,
-    responses={**_ok("The changed task", TASK_EXAMPLE), **documented(404, 409, 422)},
+    responses={**example_response("The changed task", TASK_EXAMPLE), **documented(404, 409, 422)},
 )
 async def update_task(
     db: Db,
@@ -290,5 +297,8 @@ for _route, _action in ACTIONS.items():
         summary=_action.summary,
         description=_action.description,
         response_model=WrittenTask,
-        responses={**_ok(f"The task after: {_action.summary.lower()}", _action.example), **documented(404)},
+        responses={
+            **example_response(f"The task after: {_action.summary.lower()}", _action.example),
+            **documented(404),
+        },
     )
