@@ -70,40 +70,37 @@ def _present(fields: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in fields.items() if value not in (None, [])}
 
 
-def _conditions(by_task: bool) -> list[sa.ColumnElement[bool]]:
-    owner = param("owner", c.owner_id)
-    since, until = param("since", c.at), param("until", c.at)
-    conditions = [
-        c.owner_id == owner,
-        sa.or_(param("after", c.id).is_(None), c.id < param("after", c.id)),
+def _window() -> list[sa.ColumnElement[bool]]:
+    """The time window and the keyset position (after: the last change id of the previous page)."""
+    since, until, after = param("since", c.at), param("until", c.at), param("after", c.id)
+    return [
+        sa.or_(after.is_(None), c.id < after),
         sa.or_(since.is_(None), c.at >= since),
         sa.or_(until.is_(None), c.at < until),
     ]
-    if by_task:
-        # The task's own changes first, by the (owner, task, change) index, newest first.
-        touched = (
-            sa.select(items.change_id)
-            .where(
-                items.owner_id == owner,
-                items.task_id == param("task_id", items.task_id),
-                sa.or_(param("after", c.id).is_(None), items.change_id < param("after", c.id)),
-            )
-            .order_by(items.change_id.desc())
-        )
-        conditions.append(c.id.in_(touched.scalar_subquery()))
-    return conditions
 
 
 @built
 def _page(by_task: bool) -> sa.ClauseElement:
-    """The page of changes (limit + 1) and, per change, the tasks it touched (one task's only, by task)."""
-    page = (
-        sa.select(c.id, c.at, c.client, c.via, c.undoes, c.undone_by)
-        .where(*_conditions(by_task))
-        .order_by(c.id.desc())
-        .limit(param("limit", sa.Integer()))
-        .cte("page")
+    """The page of changes (limit + 1) and, per change, the tasks it touched (one task's only, by task).
+
+    A task's history walks the (owner, task, change) index newest first and stops at the page's
+    end, so its cost does not grow with the task's history or the ledger.
+    """
+    owner = param("owner", c.owner_id)
+    chosen = sa.select(c.id, c.at, c.client, c.via, c.undoes, c.undone_by).where(
+        c.owner_id == owner, *_window()
     )
+    if by_task:
+        task = param("task_id", items.task_id)
+        chosen = (
+            chosen.select_from(change_tasks_table.join(changes_table, c.id == items.change_id))
+            .where(items.owner_id == owner, items.task_id == task)
+            .order_by(items.change_id.desc())
+        )
+    else:
+        chosen = chosen.order_by(c.id.desc())
+    page = chosen.limit(param("limit", sa.Integer())).cte("page")
     on = items.change_id == page.c.id
     if by_task:
         on = sa.and_(on, items.task_id == param("task_id", items.task_id))

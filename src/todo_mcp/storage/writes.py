@@ -99,11 +99,16 @@ def _request_hash(data: TaskCreate) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def _creation_change(task_id: Any) -> sa.ScalarSelect[Any]:
-    """The change that created task `task_id` (for a retry, which returns the original)."""
+def _creation_change(owner: Any, task_id: Any) -> sa.ScalarSelect[Any]:
+    """The change that created task `task_id` (for a retry, which returns the original).
+
+    By the (owner, task, change) index: the owner is part of the key.
+    """
     items = change_tasks_table.c
     return (
-        sa.select(items.change_id).where(items.task_id == task_id, items.before.is_(None)).scalar_subquery()
+        sa.select(items.change_id)
+        .where(items.owner_id == owner, items.task_id == task_id, items.before.is_(None))
+        .scalar_subquery()
     )
 
 
@@ -118,13 +123,15 @@ def _create_pg(retry_key: bool) -> sa.ClauseElement:
             ins.join(chg, sa.true())
         )
     ).cte("items")
-    change_id = sa.func.coalesce(sa.select(chg.c.id).scalar_subquery(), _creation_change(ins.c.id))
+    change_id = sa.func.coalesce(
+        sa.select(chg.c.id).scalar_subquery(), _creation_change(ins.c.owner_id, ins.c.id)
+    )
     return sa.select(ins, change_id.label("change_id")).add_cte(items)
 
 
 @built
 def _find_by_key() -> sa.ClauseElement:
-    return sa.select(t, _creation_change(t.c.id).label("change_id")).where(
+    return sa.select(t, _creation_change(t.c.owner_id, t.c.id).label("change_id")).where(
         t.c.owner_id == param("owner_id", t.c.owner_id),
         t.c.client_request_id == param("client_request_id", t.c.client_request_id),
     )
@@ -173,14 +180,16 @@ async def create_task(session: Session, *, actor: Actor, data: TaskCreate) -> Wr
     if change_id is None:
         # A retry that raced the original: the original's change was committed after this
         # statement began, so only a second look finds it.
-        found = await first(session, _creation_of(), {"task_id": row["id"]})
+        found = await first(session, _creation_of(), {"owner_id": actor.owner, "task_id": row["id"]})
         change_id = found["change_id"] if found is not None else None
     return Written(task_from_row(row), change_id)
 
 
 @built
 def _creation_of() -> sa.ClauseElement:
-    return sa.select(_creation_change(param("task_id", t.c.id)).label("change_id"))
+    return sa.select(
+        _creation_change(param("owner_id", t.c.owner_id), param("task_id", t.c.id)).label("change_id")
+    )
 
 
 async def _create_sqlite(session: SqliteSession, values: dict[str, Any]) -> Row:
