@@ -16,7 +16,6 @@ from urllib.parse import urlsplit
 from todo_mcp import __version__
 from todo_mcp.config import Settings, is_loopback_host, load_settings, unknown_settings
 from todo_mcp.errors import ConfigError, DatabaseUnavailable, describe_db_error
-from todo_mcp.storage.url import resolve_database
 
 if TYPE_CHECKING:
     from todo_mcp.auth.verifier import TokenVerifier
@@ -108,17 +107,26 @@ def _run_guarded(coro: Coroutine[Any, Any, None]) -> None:
     The command line's words for errors: a configuration problem exits with 2, a database that
     cannot be reached or used with 1.
     """
-    import asyncpg
-    from sqlalchemy import exc as sa_exc
-
     try:
         asyncio.run(coro)
     except ConfigError as error:
         _fail(str(error), 2)
     except DatabaseUnavailable as error:
         _fail(f"cannot reach the database: {error.reason}")
-    except (sa_exc.DBAPIError, asyncpg.PostgresError, OSError, TimeoutError) as error:
+    except Exception as error:
+        if not _is_database_error(error):
+            raise
         _fail(f"cannot reach the database: {describe_db_error(error)}")
+
+
+def _is_database_error(error: Exception) -> bool:
+    """A driver's or SQLAlchemy's error (their modules are looked at only if something loaded them)."""
+    if isinstance(error, OSError | TimeoutError):
+        return True
+    sa_exc, asyncpg = sys.modules.get("sqlalchemy.exc"), sys.modules.get("asyncpg")
+    return (sa_exc is not None and isinstance(error, sa_exc.DBAPIError)) or (
+        asyncpg is not None and isinstance(error, asyncpg.PostgresError)
+    )
 
 
 def _auto_migrate(settings: Settings, dialect: str) -> bool:
@@ -128,6 +136,7 @@ def _auto_migrate(settings: Settings, dialect: str) -> bool:
 async def _prepare(settings: Settings) -> bytes:
     """Migrate or check the schema; the cursor-signing key of this deployment."""
     from todo_mcp.storage.startup import prepare
+    from todo_mcp.storage.url import resolve_database
 
     target = resolve_database(settings)
     if target.dialect == "sqlite":
@@ -145,6 +154,7 @@ async def _prepare(settings: Settings) -> bytes:
 async def _open_database(settings: Settings) -> Database:
     """The schema prepared, then the serving pool, with the deployment's cursor key."""
     from todo_mcp.storage.engine import Database
+    from todo_mcp.storage.url import resolve_database
 
     cursor_key = await _prepare(settings)
     return Database.open(
@@ -156,16 +166,11 @@ async def _open_database(settings: Settings) -> Database:
 
 
 async def _serve_stdio(settings: Settings) -> None:
-    from todo_mcp.identity import local_identity
-    from todo_mcp.tools.server import build_server
+    from todo_mcp.stdio import serve_stdio
 
-    database = await _open_database(settings)
-    principal = local_identity(settings.user_id)
-    try:
-        server = build_server(database, settings=settings, identity=lambda: principal)
-        await server.run_stdio_async()
-    finally:
-        await database.dispose()
+    url = (settings.database_url or "").strip()
+    embedded = not url or url.startswith("sqlite")
+    await serve_stdio(settings, _open_database, embedded=embedded)
 
 
 async def _prune(settings: Settings, days: int | None) -> None:
@@ -184,6 +189,7 @@ async def _prune(settings: Settings, days: int | None) -> None:
 
 async def _migrate(settings: Settings) -> None:
     from todo_mcp.storage.migrations import migrate
+    from todo_mcp.storage.url import resolve_database
 
     target = resolve_database(settings, for_migrations=True)
     revision = await migrate(target)
@@ -365,7 +371,11 @@ def _main(argv: Sequence[str] | None) -> None:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings()
-        resolve_database(settings)
+        if (settings.database_url or "").strip():
+            # A URL is checked before anything starts; the embedded default needs no check.
+            from todo_mcp.storage.url import resolve_database
+
+            resolve_database(settings)
     except ConfigError as error:
         _fail(str(error), 2)
     _configure_logging(settings.log_level)

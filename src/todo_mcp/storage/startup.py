@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 
 from todo_mcp.errors import ConfigError
 from todo_mcp.storage.dialect import sql_dialect
-from todo_mcp.storage.migrations import head_revision, migrate, revision_of, with_sync_connection
+from todo_mcp.storage.migrations import HEAD, migrate, revision_of, with_sync_connection
 from todo_mcp.storage.table import secrets_table
 from todo_mcp.storage.url import DatabaseTarget
 
@@ -40,19 +40,27 @@ def _stored_secret(connection: Connection, name: str) -> str:
 async def prepare(
     target: DatabaseTarget, migration_target: DatabaseTarget, *, auto_migrate: bool, cursor_secret: str | None
 ) -> bytes:
-    """Migrate (embedded default, or when asked) or check the schema; return the cursor-signing key."""
-    if auto_migrate:
-        await migrate(migration_target)
-    head = head_revision()
+    """Check the schema (one query) and migrate it if due and allowed; return the cursor-signing key.
 
-    def check_and_read_key(connection: Connection) -> bytes:
-        if not auto_migrate:
-            current = revision_of(connection)
-            if current != head:
-                raise ConfigError(
-                    f"the database schema is at revision {current or 'none'}, this server needs {head}: "
-                    "run `todo-ledger migrate` (or set TODO_MCP_AUTO_MIGRATE=true)"
-                )
-        return key_from_secret(cursor_secret or _stored_secret(connection, CURSOR_KEY_ROW))
+    A database at the current revision costs one connection and two or three statements; Alembic
+    is loaded only when a migration runs.
+    """
 
-    return await with_sync_connection(target, check_and_read_key)
+    def check_and_read_key(connection: Connection) -> tuple[str | None, bytes | None]:
+        current = revision_of(connection)
+        if current != HEAD:
+            return current, None
+        return current, key_from_secret(cursor_secret or _stored_secret(connection, CURSOR_KEY_ROW))
+
+    current, key = await with_sync_connection(target, check_and_read_key, autocommit=True)
+    if key is not None:
+        return key
+    if not auto_migrate:
+        raise ConfigError(
+            f"the database schema is at revision {current or 'none'}, this server needs {HEAD}: "
+            "run `todo-ledger migrate` (or set TODO_MCP_AUTO_MIGRATE=true)"
+        )
+    await migrate(migration_target)
+    current, key = await with_sync_connection(target, check_and_read_key, autocommit=True)
+    assert key is not None, f"migrated to {current}, not {HEAD}"
+    return key

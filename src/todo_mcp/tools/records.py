@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, get_type_hints
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, get_type_hints
 
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel
@@ -33,10 +33,14 @@ from todo_mcp.models import (
     TaskUpdate,
     WrittenTask,
 )
-from todo_mcp.storage import repository
-from todo_mcp.storage.engine import Database
-from todo_mcp.storage.writes import BulkWritten, Written
 from todo_mcp.tools.errors import explain
+
+if TYPE_CHECKING:
+    from todo_mcp.storage import repository
+    from todo_mcp.storage.engine import Database
+    from todo_mcp.storage.writes import BulkWritten, Written
+else:
+    from todo_mcp.tools.deferred import repository
 
 In = TypeVar("In", bound=BaseModel)
 Out = TypeVar("Out", bound=BaseModel)

@@ -2,8 +2,8 @@
 
 # No `from __future__ import annotations`: the SDK reads these signatures at registration time.
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError
@@ -13,14 +13,19 @@ from todo_mcp.config import Settings
 from todo_mcp.errors import InvalidInput, TaskNotFound, TodoError
 from todo_mcp.identity import READ, Principal, require
 from todo_mcp.models import PAGE_MAX, Task, TaskQuery
-from todo_mcp.storage import repository
-from todo_mcp.storage.engine import Database
 from todo_mcp.tools.errors import protocol_error
 
+if TYPE_CHECKING:
+    from todo_mcp.storage import repository
+    from todo_mcp.storage.engine import Database
+else:
+    from todo_mcp.tools.deferred import repository
+
 Identity = Callable[[], Principal]
+DatabaseSource = Callable[[], Awaitable["Database"]]
 
 
-def add_task_resource(mcp: MCPServer[Any], db: Database, identity: Identity) -> None:
+def add_task_resource(mcp: MCPServer[Any], database: DatabaseSource, identity: Identity) -> None:
     """Register `task://{task_id}`: one task as JSON, like get_task."""
 
     @mcp.resource(
@@ -33,6 +38,7 @@ def add_task_resource(mcp: MCPServer[Any], db: Database, identity: Identity) -> 
     async def task_resource(task_id: str) -> str:
         try:
             owner = require(identity(), READ)
+            db = await database()
             task = await db.run(repository.get_task, owner=owner, task_id=int(task_id))
         except (ValueError, TaskNotFound):
             raise ResourceNotFoundError(f"no task at task://{task_id}; list_tasks shows the ids") from None
@@ -52,7 +58,9 @@ def _listing(tasks: list[Task]) -> str:
     )
 
 
-def add_plan_day_prompt(mcp: MCPServer[Any], db: Database, settings: Settings, identity: Identity) -> None:
+def add_plan_day_prompt(
+    mcp: MCPServer[Any], database: DatabaseSource, settings: Settings, identity: Identity
+) -> None:
     """Register `plan_day(tz)`: the overdue tasks and today's, most urgent first, to plan with."""
 
     @mcp.prompt(name="plan_day", title="Plan my day", description="Review overdue and today's tasks.")
@@ -60,6 +68,7 @@ def add_plan_day_prompt(mcp: MCPServer[Any], db: Database, settings: Settings, i
         try:
             owner = require(identity(), READ)
             query = TaskQuery(due="overdue_or_today", sort="priority", limit=PAGE_MAX, tz=tz or None)
+            db = await database()
             page = await db.run(
                 repository.list_tasks,
                 owner=owner,

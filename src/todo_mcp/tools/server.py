@@ -11,9 +11,8 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
@@ -26,12 +25,14 @@ from todo_mcp.config import Settings
 from todo_mcp.errors import ScopeMissing, TodoError
 from todo_mcp.identity import Actor, Principal, require
 from todo_mcp.limits import CallBudget
-from todo_mcp.storage.engine import Database
 from todo_mcp.tools.errors import explain, invalid_arguments, protocol_error
 from todo_mcp.tools.protocol import LedgerServer
 from todo_mcp.tools.records import ToolCall, ToolRecord, offered
-from todo_mcp.tools.resources import add_plan_day_prompt, add_task_resource
+from todo_mcp.tools.resources import DatabaseSource, add_plan_day_prompt, add_task_resource
 from todo_mcp.tools.schema import input_schema, result_schema
+
+if TYPE_CHECKING:
+    from todo_mcp.storage.engine import Database
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def tool_result(model: BaseModel) -> CallToolResult:
 
 def _invoker(
     record: ToolRecord[Any, Any],
-    db: Database,
+    database: DatabaseSource,
     settings: Settings,
     identity: Identity,
     budget: CallBudget | None,
@@ -103,7 +104,8 @@ def _invoker(
                 budget.spend(owner)
             args = record.input.model_validate(_pre_parse(record.input, arguments))
             actor = Actor(owner, via=record.name, client=client_name(principal, context))
-            output = await record.handler(ToolCall(db=db, actor=actor, settings=settings), args)
+            call = ToolCall(db=await database(), actor=actor, settings=settings)
+            output = await record.handler(call, args)
         except ValidationError as error:
             raise ToolError(invalid_arguments(record.name, record.input, error)) from None
         except ScopeMissing as error:
@@ -135,18 +137,25 @@ def declared_tool(record: ToolRecord[Any, Any], invoke: Invoke) -> DeclaredTool:
 
 
 def build_server(
-    db: Database, *, settings: Settings, identity: Identity, budget: CallBudget | None = None
-) -> MCPServer[Any]:
+    db: Database | DatabaseSource,
+    *,
+    settings: Settings,
+    identity: Identity,
+    budget: CallBudget | None = None,
+) -> LedgerServer:
     """An MCP server acting for whoever `identity()` names (the token's subject, or the stdio user).
+
+    `db` is an open database, or a function that opens it on first use (awaited by every call).
 
     With a `budget`, each tool call spends one of the caller's calls per minute; past it the call
     is refused with the wait, as a tool error on whatever channel the client reads its answers.
     """
+    source = db if callable(db) else _ready(db)
     tools: list[Tool] = [
-        declared_tool(record, _invoker(record, db, settings, identity, budget))
+        declared_tool(record, _invoker(record, source, settings, identity, budget))
         for record in offered(read_only=settings.read_only)
     ]
-    mcp: MCPServer[Any] = LedgerServer(
+    mcp = LedgerServer(
         "todo-ledger",
         title="Tasks",
         version=__version__,
@@ -154,6 +163,13 @@ def build_server(
         log_level=settings.log_level,
         tools=tools,
     )
-    add_task_resource(mcp, db, identity)
-    add_plan_day_prompt(mcp, db, settings, identity)
+    add_task_resource(mcp, source, identity)
+    add_plan_day_prompt(mcp, source, settings, identity)
     return mcp
+
+
+def _ready(db: Database) -> DatabaseSource:
+    async def source() -> Database:
+        return db
+
+    return source
