@@ -48,7 +48,8 @@ def test_alembic_loads_only_to_migrate_and_asyncpg_never_on_sqlite(tmp_path: Pat
 def test_the_tool_list_needs_no_storage_layer() -> None:
     probe = (
         "import sys, todo_mcp.stdio, todo_mcp.cli;"
-        "print(sorted({n.split('.')[0] for n in sys.modules} & {'sqlalchemy', 'asyncpg', 'alembic', 'aiosqlite'}))"
+        "storage = {'sqlalchemy', 'asyncpg', 'alembic', 'aiosqlite'};"
+        "print(sorted({n.split('.')[0] for n in sys.modules} & storage))"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
