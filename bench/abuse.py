@@ -168,20 +168,25 @@ async def _json_cases(
     return rows
 
 
+SESSION_FLOOD = 400
+
+
 async def _flood_cases(http: httpx2.AsyncClient, memory: Memory, tokens: dict[str, str]) -> list[Row]:
     rows = []
     memory.reset()
     started = time.monotonic()
     opened = 0
-    while True:
-        message = {"jsonrpc": "2.0", "id": opened, "method": "initialize", "params": INIT}
+    # Past the per-user cap a new session ends that user's least recently used idle one, so the
+    # flood is a fixed number of initializes, many times the cap.
+    for request_id in range(SESSION_FLOOD):
+        message = {"jsonrpc": "2.0", "id": request_id, "method": "initialize", "params": INIT}
         response = await http.post(
             "/mcp", json=message, headers={**MCP_HEADERS, **bearer(tokens["attacker"])}
         )
         if response.status_code != 200:
             break
         opened += 1
-    flood = f"{opened} sessions, then {response.status_code}"
+    flood = f"{opened} of {SESSION_FLOOD} initializes answered 200 (the cap ends the oldest idle ones)"
     victim = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": INIT}
     answer, other = await _timed(
         http.post("/mcp", json=victim, headers={**MCP_HEADERS, **bearer(tokens["victim"])})

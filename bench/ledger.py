@@ -24,16 +24,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy.engine import make_url
 
 from bench.report import ROOT, write_section
-from bench.scale import ADMIN_URL, _server_version
+from bench.scale import _server_version, bench_database
 from todo_mcp.change_models import ChangeQuery, UndoRequest
 from todo_mcp.identity import Actor
 from todo_mcp.models import TaskCreate, TaskPatch, TaskQuery
 from todo_mcp.storage import repository
 from todo_mcp.storage.engine import Database
-from todo_mcp.storage.migrations import migrate
 from todo_mcp.storage.url import parse_database_url
 
 SMALL, BIG = "ledger-small", "ledger-big"
@@ -78,18 +76,7 @@ def _fill_sql(owner: str, changes: int) -> list[str]:
 
 
 async def _dataset(name: str, changes: int, rebuild: bool) -> str:
-    admin = await asyncpg.connect(ADMIN_URL)
-    try:
-        exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
-        if exists and rebuild:
-            await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-            exists = None
-        if not exists:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    await migrate(parse_database_url(url))
+    url = await bench_database(name, rebuild)
     conn = await asyncpg.connect(url)
     try:
         size = f"ledger v1 {changes}"

@@ -146,8 +146,8 @@ async def build(conn: asyncpg.Connection, big: int, users: int, per_user: int) -
     print(f"built {big + users * per_user:,} tasks in {time.perf_counter() - started:.0f} s", file=sys.stderr)
 
 
-async def _dataset(name: str, big: int, users: int, per_user: int, rebuild: bool) -> str:
-    """The URL of the bench database, built when missing or of another size."""
+async def bench_database(name: str, rebuild: bool) -> str:
+    """The URL of bench database `name`, created when missing (or dropped first, to rebuild) and migrated."""
     admin = await asyncpg.connect(ADMIN_URL)
     try:
         exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
@@ -160,6 +160,12 @@ async def _dataset(name: str, big: int, users: int, per_user: int, rebuild: bool
         await admin.close()
     url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     await migrate(parse_database_url(url))
+    return url
+
+
+async def _dataset(name: str, big: int, users: int, per_user: int, rebuild: bool) -> str:
+    """The URL of the bench database, built when missing or of another size."""
+    url = await bench_database(name, rebuild)
     conn = await asyncpg.connect(url)
     try:
         size = f"v2 {big}/{users}/{per_user}"  # v2: every attribute drawn on its own

@@ -9,16 +9,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
-from todo_mcp.models import BULK_MAX, PAGE_DEFAULT, PAGE_MAX, Input, TaskId, omitted
+from todo_mcp.models import BULK_MAX, PAGE_DEFAULT, PAGE_MAX, Cursor, Input, TaskId, omitted
 
 ChangeId = Annotated[int, Field(ge=1)]
 UNDO_LAST_MAX = 20
-
-
-def _blank_is_none(value: Any) -> Any:
-    return None if isinstance(value, str) and not value.strip() else value
 
 
 class ChangeQuery(Input):
@@ -30,12 +26,7 @@ class ChangeQuery(Input):
     )
     until: Annotated[datetime, Field(description="Only changes before this time (ISO 8601).")] | None = None
     limit: Annotated[int, Field(ge=1, le=PAGE_MAX)] = PAGE_DEFAULT
-    cursor: (
-        Annotated[
-            str, Field(description="next_cursor of the previous page."), BeforeValidator(_blank_is_none)
-        ]
-        | None
-    ) = None
+    cursor: Cursor | None = None
 
     @model_validator(mode="after")
     def _aware(self) -> ChangeQuery:

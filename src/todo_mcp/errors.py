@@ -76,20 +76,20 @@ class InvalidCursor(TodoError):
 
 
 @dataclass(eq=False)
-class ChangeNotFound(TodoError):
-    """No such change in this user's ledger; another user's change answers exactly the same."""
-
-    template: ClassVar[str] = "change {change_id} was not found"
-    change_id: int
-
-
-@dataclass(eq=False)
 class ChangeAlreadyUndone(TodoError):
     """An undo named a change that an earlier undo already undid."""
 
     template: ClassVar[str] = "change {change_id} was already undone by change {undone_by}"
     change_id: int
     undone_by: int
+
+
+@dataclass(eq=False)
+class ChangeNotFound(TodoError):
+    """No such change in this user's ledger; another user's change answers exactly the same."""
+
+    template: ClassVar[str] = "change {change_id} was not found"
+    change_id: int
 
 
 @dataclass(frozen=True)

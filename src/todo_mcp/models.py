@@ -128,6 +128,9 @@ ZoneName = Annotated[
     AfterValidator(_known_zone),
 ]
 TaskId = Annotated[int, Field(ge=1)]
+Cursor = Annotated[
+    str, Field(description="next_cursor of the previous page."), BeforeValidator(_blank_is_none)
+]
 TaskIds = Annotated[list[TaskId], Field(min_length=1, max_length=BULK_MAX)]
 RequestId = Annotated[str, Field(min_length=1, max_length=REQUEST_ID_MAX), AfterValidator(_storable)]
 Search = Annotated[
@@ -235,12 +238,7 @@ class TaskQuery(Input):
     due_after: DueText | None = None
     sort: Annotated[SortOrder, Field(description="due/priority: soonest first, undated last.")] = "newest"
     limit: Annotated[int, Field(ge=1, le=PAGE_MAX)] = PAGE_DEFAULT
-    cursor: (
-        Annotated[
-            str, Field(description="next_cursor of the previous page."), BeforeValidator(_blank_is_none)
-        ]
-        | None
-    ) = None
+    cursor: Cursor | None = None
     tz: ZoneName | None = None
 
 

@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 INSTRUCTIONS = (
     "Manage the user's own tasks. Act on task ids from list_tasks/get_task, never on guessed titles. "
     "Priorities are low|medium|high|urgent. Due values are a date (2026-12-24) or a date-time with "
-    "an offset or [IANA zone]. Deleting is undoable with delete_task(restore=true)."
+    "an offset or [IANA zone]. Every write returns a change_id: undo_changes undoes a change (or your "
+    "last N), and list_changes shows what was changed, by whom and when."
 )
 
 Identity = Callable[[], Principal]
