@@ -76,6 +76,10 @@ def _data(result: Result) -> dict[str, Any]:
     return data
 
 
+# Creations made up front for undo_changes to undo, one per call (more than the calls it makes).
+UNDOABLE = 120
+
+
 async def _operations(c: Client) -> dict[str, Operation]:
     async def add(**arguments: Any) -> dict[str, Any]:
         return _data(await c.call_tool("add_task", arguments))
@@ -92,6 +96,18 @@ async def _operations(c: Client) -> dict[str, Operation]:
 
     def tool(name: str, arguments: Callable[[int], dict[str, Any]]) -> Operation:
         return lambda i: c.call_tool(name, arguments(i))
+
+    weekly = {"id": (await add(title="weekly", due="2026-12-03", repeat="FREQ=WEEKLY;BYDAY=MO,TH"))["id"]}
+
+    undoable = [(await add(title=f"undo me {n}"))["change_id"] for n in range(UNDOABLE)]
+
+    async def undo_one(i: int) -> Result:
+        return await c.call_tool("undo_changes", {"change_ids": [undoable.pop()]})
+
+    async def complete_repeating(i: int) -> Result:
+        result = await c.call_tool("complete_task", {"task_ids": [weekly["id"]]})
+        weekly["id"] = _data(result)["results"][0]["next"]["id"]
+        return result
 
     async def update_checked(i: int) -> Result:
         result = await c.call_tool(
@@ -129,9 +145,16 @@ async def _operations(c: Client) -> dict[str, Operation]:
         "complete_task": tool("complete_task", lambda i: {"task_ids": [ids[3 + i % 3]]}),
         "complete_task (3 ids)": tool("complete_task", lambda i: {"task_ids": ids[6:9]}),
         "delete_task": tool("delete_task", lambda i: {"task_ids": [ids[9]]}),
-        "delete_task (undo)": tool("delete_task", lambda i: {"task_ids": [ids[9]], "restore": True}),
+        "delete_task (restore)": tool("delete_task", lambda i: {"task_ids": [ids[9]], "restore": True}),
         "delete_task (3 ids)": tool("delete_task", lambda i: {"task_ids": ids[9:12]}),
-        "delete_task (undo, 3 ids)": tool("delete_task", lambda i: {"task_ids": ids[9:12], "restore": True}),
+        "delete_task (restore, 3 ids)": tool(
+            "delete_task", lambda i: {"task_ids": ids[9:12], "restore": True}
+        ),
+        "complete_task (repeating: makes the next occurrence)": complete_repeating,
+        "list_changes": tool("list_changes", lambda i: {"limit": 10 + i % 5}),
+        "list_changes (one task's history)": tool("list_changes", lambda i: {"task_id": ids[1 + i % 2]}),
+        "undo_changes (dry run, last 3)": tool("undo_changes", lambda i: {"last": 3, "dry_run": True}),
+        "undo_changes (one change, by id)": undo_one,
         "resource task://{id}": lambda i: c.read_resource(f"task://{ids[i % len(ids)]}"),
         "prompt plan_day": lambda i: c.get_prompt("plan_day", {"tz": "Asia/Tokyo" if i % 2 else "UTC"}),
     }
