@@ -740,3 +740,27 @@ async def test_sse_connections_share_the_process_pool(env: Env, pg_url: str) -> 
     assert 1 <= counts[0] <= 2, f"{counts[0]} connections for {sessions} open SSE sessions"
     for user in users:
         assert await _count(env, user) == 1
+
+
+async def test_the_ledger_names_the_oauth_client_and_undo_needs_the_write_scope(env: Env) -> None:
+    user = new_user()
+    writer = access_token(env.keys.es, user, resource=env.resource, scope="openid todo:read todo:write")
+    async with mcp_client(env.server, "modern", token=writer) as client:
+        task = structured(await client.call_tool("add_task", {"title": "From Claude"}))
+    async with httpx2.AsyncClient(base_url=env.server.base, headers=bearer(env.token(user))) as http:
+        renamed = await http.patch(f"/api/tasks/{task['id']}", json={"title": "Renamed in the web app"})
+        assert renamed.status_code == 200, renamed.text
+    read_only = env.read_only(user)
+    async with mcp_client(env.server, "legacy", token=read_only) as client:
+        changes = structured(await client.call_tool("list_changes", {"task_id": task["id"]}))["changes"]
+        with pytest.raises(MCPError):
+            await client.call_tool("undo_changes", {})
+    assert [(c["via"], c.get("client")) for c in changes] == [
+        ("PATCH /api/tasks/{task_id}", None),
+        ("add_task", "claude-desktop"),
+    ]
+    async with httpx2.AsyncClient(base_url=env.server.base, headers=bearer(read_only)) as http:
+        refused = await http.post("/api/changes/undo", json={})
+        history = await http.get(f"/api/tasks/{task['id']}/history")
+    _assert_insufficient_scope(refused, env, "todo:read todo:write")
+    assert [c["change_id"] for c in history.json()["changes"]] == [c["change_id"] for c in changes]
