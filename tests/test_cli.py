@@ -131,6 +131,13 @@ async def test_a_stdio_session_through_the_installed_script(
         done = await client.call_tool("complete_task", {"task_ids": [task_id]})
         assert done.structured_content is not None
         assert done.structured_content["results"][0]["task"]["status"] == "completed"
+        changes = await client.call_tool("list_changes", {"task_id": task_id})
+        assert changes.structured_content is not None
+        recorded = [(c["via"], c["client"]) for c in changes.structured_content["changes"]]
+        assert recorded == [("complete_task", "mcp"), ("add_task", "mcp")], "the client's initialize name"
+        undone = await client.call_tool("undo_changes", {})
+        assert undone.structured_content is not None
+        assert undone.structured_content["undone"] == [done.structured_content["change_id"]]
 
 
 def test_python_dash_m_runs_the_same_command(tmp_path: Path) -> None:
