@@ -144,6 +144,8 @@ async def test_undo_returns_tasks_to_how_they_were_and_can_itself_be_undone(clie
     assert redo["undone"] == [undo["change_id"]]
     assert (await agent.get(task["id"]))["title"] == "Pay the rent"
     changes = await _changes(agent)
+    assert [c["via"] for c in changes] == ["undo_changes", "undo_changes", "update_task", "add_task"]
+    assert changes[1]["undoes"] == [agent.changes[1]], "an undone undo still says what it undid"
     assert changes[1]["undone_by"] == redo["change_id"]
     assert "undone_by" not in changes[2]
 

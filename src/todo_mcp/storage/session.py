@@ -103,8 +103,14 @@ class SqliteSession:
         await self.conn.exec_driver_sql("COMMIT")
 
     async def rows(self, statement: Statement, params: Mapping[str, Any]) -> Sequence[Row]:
-        """Through SQLAlchemy, which converts values to and from the column types."""
-        result: CursorResult[Any] = await self.conn.execute(statement.construct, dict(params))  # type: ignore[call-overload]
+        """Through SQLAlchemy, which converts values to and from the column types.
+
+        Only the parameters the statement names are passed: SQLAlchemy would make any other one
+        whose name is a column's into a value the INSERT or UPDATE sets.
+        """
+        names = statement.compiled(self.conn.dialect).names_used
+        used = {name: value for name, value in params.items() if name in names}
+        result: CursorResult[Any] = await self.conn.execute(statement.construct, used)  # type: ignore[call-overload]
         if not result.returns_rows:
             return []
         return cast("Sequence[Row]", result.mappings().all())

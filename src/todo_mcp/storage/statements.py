@@ -35,6 +35,8 @@ class Compiled:
     constants: Mapping[str, Any]
     # Parameters of a JSON type: asyncpg takes them as text.
     documents: frozenset[str] = frozenset()
+    # Every parameter the statement names (for any parameter style).
+    names_used: frozenset[str] = frozenset()
 
     def arguments(self, params: Mapping[str, Any]) -> list[Any]:
         """The positional arguments for `params`; a name missing from both is a bug, so it raises."""
@@ -66,7 +68,9 @@ class Statement:
             documents = frozenset(
                 name for name, bind in compiled.binds.items() if isinstance(bind.type, sa.JSON)
             )
-            found = self._compiled[dialect.name] = Compiled(str(compiled), names, constants, documents)
+            found = self._compiled[dialect.name] = Compiled(
+                str(compiled), names, constants, documents, frozenset(compiled.binds)
+            )
         return found
 
 
