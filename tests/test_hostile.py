@@ -236,3 +236,22 @@ async def test_a_jwks_that_cannot_be_fetched_is_a_503_not_an_invalid_token(
     assert response.headers["retry-after"]
     assert response.json()["error"] == "temporarily_unavailable"
     assert "invalid_token" not in response.headers.get("www-authenticate", "")
+
+
+async def test_a_session_whose_client_only_listens_on_its_get_stream_counts_as_idle() -> None:
+    """SDK clients hold a GET stream open for their whole life; that is not a request in progress."""
+    quotas = UserQuotas(sessions_per_user=1, streams_per_user=1, idle_timeout=60)
+    quotas._settle("alice", None, "POST", {"status": 200, "session": "s1"})
+    listening = {"type": "http", "method": "GET", "path": "/mcp", "headers": [(b"mcp-session-id", b"s1")]}
+    opening = {"type": "http", "method": "POST", "path": "/mcp", "headers": []}
+
+    async def send(_: Any) -> None:
+        return None
+
+    async with quotas.held("alice", listening, send):
+        assert quotas._sessions["s1"].in_flight == 0
+        assert quotas.refusal("alice", opening, initializes=True) is None, "the listening session is ended"
+    calling = {**listening, "method": "POST"}
+    quotas._settle("alice", None, "POST", {"status": 200, "session": "s2"})
+    async with quotas.held("alice", {**calling, "headers": [(b"mcp-session-id", b"s2")]}, send):
+        assert quotas.refusal("alice", opening, initializes=True) is not None, "a call in progress holds it"

@@ -117,16 +117,19 @@ class UserQuotas:
             await send(message)
 
         streaming = _is_stream(scope)
+        # A session's own GET stream (server-to-client messages, which SDK clients keep open for as
+        # long as they live) is not a request in progress: ending the session just closes it.
+        working = session if session is not None and scope["method"] != "GET" else None
         self._streams[user] += streaming
-        if session is not None:
-            session.in_flight += 1
+        if working is not None:
+            working.in_flight += 1
         try:
             yield watching
         finally:
             self._streams[user] -= streaming
-            if session is not None:
-                session.in_flight -= 1
-                session.idle_since = self._clock()
+            if working is not None:
+                working.in_flight -= 1
+                working.idle_since = self._clock()
             self._settle(user, session_id, scope["method"], answer)
 
     def _settle(self, user: str, session_id: str | None, method: str, answer: dict[str, object]) -> None:
