@@ -111,6 +111,16 @@ async def test_the_ledger_over_rest_reads_changes_and_history_and_undoes(http: h
         assert response.status_code == status, response.text
         validator.validate(response.json())
     assert f"undo change {undo['change_id']} to redo it" in again.json()["detail"]
+    bare = await http.post("/api/changes/undo")
+    assert bare.status_code == 200, bare.text
+    assert bare.json()["undone"] == [task["change_id"]], "no body: the last change not undone yet"
+    assert (await http.get(url)).status_code == 404, "undoing its creation deleted it"
+    other = (await http.post("/api/tasks", json={"title": "Call Ana"})).json()
+    await http.patch(f"/api/tasks/{other['id']}", json={"title": "Call Ana back"})
+    nothing = await http.post("/api/changes/undo", json={"change_ids": [other["change_id"]]})
+    assert nothing.status_code == 409, nothing.text
+    validator.validate(nothing.json())
+    assert nothing.json()["detail"].startswith(f"Nothing was undone: task {other['id']} was changed after")
     assert (
         missing.json()["detail"] == "Change 1000000000000 was not found; GET /api/changes lists your changes."
     )

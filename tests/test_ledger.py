@@ -201,8 +201,9 @@ async def test_undo_names_what_it_cannot_find_or_already_undid(client: Client) -
     again = await agent.fail("undo_changes", change_ids=[agent.changes[0]])
     assert f"already undone by change {undo['change_id']}" in again
     assert "not both" in await agent.fail("undo_changes", change_ids=[1], last=2)
-    nothing = await agent.call("undo_changes", last=5)
-    assert nothing == {"dry_run": False, "undone": [], "tasks": [], "refused": []}
+    nothing = await agent.fail("undo_changes", last=5)
+    assert nothing == "Nothing was undone: you have no change left to undo (list_changes shows your changes)."
+    assert (await agent.call("undo_changes", dry_run=True))["undone"] == []
 
 
 @pytest.fixture
@@ -241,5 +242,21 @@ async def test_pruning_forgets_old_changes_and_never_touches_tasks(
     assert removed >= 2
     assert await _changes(agent) == []
     assert (await agent.get(task["id"]))["title"] == "Still kept"
-    nothing = await agent.call("undo_changes")
-    assert nothing["undone"] == []
+    assert (await agent.fail("undo_changes")).startswith("Nothing was undone: you have no change left")
+
+
+async def test_an_undo_that_would_undo_nothing_is_an_error_naming_each_task(client: Client) -> None:
+    agent = Agent(client)
+    task = await agent.add("Plan the trip")
+    created = agent.changes[-1]
+    await agent.update(task["id"], title="Plan the Lisbon trip")
+    error = await agent.fail("undo_changes", change_ids=[created])
+    assert error == (
+        f"Nothing was undone: task {task['id']} was changed after change {created} "
+        "(title; now at version 2). Those changes stay; to change a task anyway, read it with get_task "
+        "and send update_task."
+    )
+    preview = await agent.call("undo_changes", change_ids=[created], dry_run=True)
+    assert preview["tasks"] == []
+    assert preview["refused"][0]["changed"] == ["title"]
+    assert (await agent.get(task["id"]))["title"] == "Plan the Lisbon trip"

@@ -372,7 +372,7 @@ async def _cases(c: Client) -> list[Case]:
         ),
         Case(
             "undo_changes change_ids",
-            tool("undo_changes", change_ids=[seeded[0]["change_id"]]),
+            tool("undo_changes", change_ids=[seeded[0]["change_id"]], dry_run=True),
             tool("undo_changes", change_ids=[weekly[1]["change_id"]]),
             lambda r: _data(r)["tasks"][0]["after"]["deleted_at"] is not None,
         ),

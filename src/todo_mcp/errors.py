@@ -93,6 +93,38 @@ class ChangeNotFound(TodoError):
 
 
 @dataclass(frozen=True)
+class RefusedTask:
+    """A task an undo left alone: changed since (its current version, the fields) or gone."""
+
+    task_id: int
+    change_id: int
+    current_version: int | None
+    changed: tuple[str, ...] = ()
+
+    def fact(self) -> str:
+        """What happened to the task since the change, in a few words."""
+        if self.current_version is None:
+            return f"task {self.task_id} no longer exists"
+        fields = ", ".join(self.changed) or "its position in the history"
+        return (
+            f"task {self.task_id} was changed after change {self.change_id} "
+            f"({fields}; now at version {self.current_version})"
+        )
+
+
+@dataclass(eq=False)
+class NothingUndone(TodoError):
+    """An undo found nothing it could undo: no change left, or every task changed since."""
+
+    refused: tuple[RefusedTask, ...]
+
+    def __str__(self) -> str:
+        if not self.refused:
+            return "there is no change left to undo"
+        return "nothing was undone: " + "; ".join(task.fact() for task in self.refused)
+
+
+@dataclass(frozen=True)
 class FieldProblem:
     """One refused input value: where it was (a dotted path, "" for the whole input) and why."""
 

@@ -17,7 +17,7 @@ from itertools import pairwise
 from typing import Any
 
 from todo_mcp.change_models import Refusal, TaskChange, UndoResult
-from todo_mcp.errors import ChangeAlreadyUndone, ChangeNotFound
+from todo_mcp.errors import ChangeAlreadyUndone, ChangeNotFound, NothingUndone, RefusedTask
 from todo_mcp.storage.history import SHOWN, shown, task_change
 from todo_mcp.storage.ledger import document, snapshot
 from todo_mcp.storage.session import Row
@@ -104,7 +104,11 @@ def check_selection(wanted: Sequence[int] | None, found: Mapping[int, int | None
 
 
 def result(verdicts: Sequence[Verdict], change_id: int | None, *, dry_run: bool) -> UndoResult:
-    """The result of an undo from its verdicts."""
+    """The result of an undo from its verdicts; NothingUndone when it undid no task (not a dry run).
+
+    A partial undo is a result that lists what was refused; an undo that did nothing at all is an
+    error, so that a caller cannot take it for a success.
+    """
     tasks: list[TaskChange] = []
     refused: list[Refusal] = []
     undone: set[int] = set()
@@ -114,6 +118,13 @@ def result(verdicts: Sequence[Verdict], change_id: int | None, *, dry_run: bool)
             undone.update(item.change_id for item in verdict.items)
         else:
             refused.append(_refusal(verdict))
+    if not tasks and not dry_run:
+        raise NothingUndone(
+            tuple(
+                RefusedTask(r.task_id, r.change_id, r.current_version, tuple(r.changed or ()))
+                for r in refused
+            )
+        )
     return UndoResult(
         dry_run=dry_run, change_id=change_id, undone=sorted(undone), tasks=tasks, refused=refused
     )

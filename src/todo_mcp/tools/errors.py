@@ -55,6 +55,7 @@ _CALLER_MISTAKES = (
     errors.TaskNotFound,
     errors.ChangeNotFound,
     errors.ChangeAlreadyUndone,
+    errors.NothingUndone,
     errors.ScopeMissing,
 )
 
@@ -68,6 +69,13 @@ def explain(error: errors.TodoError, tool: str | None = None, *, changes: bool =
         return "; ".join(problem.text() for problem in error.problems)
     if isinstance(error, errors.OutcomeUnknown):
         return _outcome_unknown(error, tool, changes)
+    if isinstance(error, errors.NothingUndone):
+        if not error.refused:
+            return "Nothing was undone: you have no change left to undo (list_changes shows your changes)."
+        return (
+            f"{str(error).capitalize()}. Those changes stay; to change a task anyway, read it with get_task "
+            "and send update_task."
+        )
     template = _WORDS.get(type(error))
     if isinstance(error, errors.InvalidCursor) and template is not None:
         changes = error.query == "ChangeQuery"

@@ -99,10 +99,12 @@ async def task_history(
     },
 )
 async def undo_changes(
-    db: Db, actor: Writer, request: Annotated[UndoRequest, Body(openapi_examples=UNDO_EXAMPLES)]
+    db: Db, actor: Writer, request: Annotated[UndoRequest | None, Body(openapi_examples=UNDO_EXAMPLES)] = None
 ) -> UndoResult:
     """Undo changes by id, or your last N (default 1), as one new change; dry_run shows without writing.
 
-    A task that changed since is left alone and listed in `refused` with its current version.
+    No body is the same as `{}`: the last change. A task that changed since is left alone and listed
+    in `refused` with its current version; when nothing at all could be undone the answer is 409.
     """
-    return await db.run(repository.undo_changes, actor=actor, request=request)
+    chosen = request if request is not None else UndoRequest()
+    return await db.run(repository.undo_changes, actor=actor, request=chosen)

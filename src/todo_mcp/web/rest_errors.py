@@ -87,6 +87,7 @@ _ANSWERS: dict[type[errors.TodoError], tuple[int, str]] = {
         "filters and sort, or leave cursor out to start from the first page",
     ),
     errors.ChangeNotFound: (404, "Change {change_id} was not found; GET /api/changes lists your changes."),
+    errors.NothingUndone: (409, "{summary}. GET /api/changes lists your changes."),
     errors.ChangeAlreadyUndone: (
         409,
         "Change {change_id} was already undone by change {undone_by}; undo change {undone_by} to redo it.",
@@ -133,7 +134,8 @@ def status_and_body(error: errors.TodoError, method: str = "GET") -> tuple[int, 
         return 400, ErrorBody(detail=str(error))
     status, template = answer
     current = error.current if isinstance(error, errors.VersionConflict) else None
-    return status, ErrorBody(detail=template.format_map(vars(error)), current_version=current)
+    values = {**vars(error), "summary": str(error).capitalize()}
+    return status, ErrorBody(detail=template.format_map(values), current_version=current)
 
 
 def error_response(error: errors.TodoError, method: str = "GET") -> JSONResponse:
@@ -149,7 +151,7 @@ def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
         404: "No such task or change for this user (another user's answers the same)",
         409: "The task changed since the version given (If-Match or expected_version), the "
         "Idempotency-Key was used for other content or for a task deleted since, or the change was "
-        "already undone",
+        "already undone, or an undo found nothing it could undo",
         422: "The input is not acceptable; detail and errors say what to send instead",
     }
     return {status: _declared(meanings[status]) for status in statuses}
