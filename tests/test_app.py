@@ -93,6 +93,7 @@ async def test_the_ledger_over_rest_reads_changes_and_history_and_undoes(http: h
     assert latest["tasks"][0]["after"] == {"title": "Buy oat milk", "version": 2}
     more = (await http.get("/api/changes", params={"limit": 1, "cursor": changes["next_cursor"]})).json()
     assert more["changes"][0]["via"] == "POST /api/tasks"
+    assert (await http.get("/api/tasks/987654321/history")).status_code == 404
     history = (await http.get(f"{url}/history")).json()
     assert [change["change_id"] for change in history["changes"]] == [latest["change_id"], task["change_id"]]
 

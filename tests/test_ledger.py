@@ -160,6 +160,8 @@ async def test_undo_of_a_create_deletes_and_of_a_delete_restores(client: Client)
     undo = await agent.call("undo_changes", change_ids=[agent.changes[-1]])
     assert undo["tasks"][0]["after"]["deleted_at"]
     assert mistake["id"] not in await agent.ids(status="all")
+    gone = await _changes(agent, task_id=mistake["id"])
+    assert [change["via"] for change in gone] == ["undo_changes", "add_task"], "a deleted task keeps its history"
 
 
 async def test_last_n_walks_back_over_changes_not_yet_undone(client: Client) -> None:
@@ -224,7 +226,11 @@ async def test_another_users_change_answers_exactly_like_a_missing_one(
     assert theirs == (await intruder.fail("undo_changes", change_ids=[10**12])).replace(
         str(10**12), str(mine)
     )
-    assert await _changes(intruder, task_id=task["id"]) == []
+    history = await intruder.fail("list_changes", task_id=task["id"])
+    assert history == (await intruder.fail("list_changes", task_id=10**12)).replace(
+        str(10**12), str(task["id"])
+    )
+    assert history.startswith(f"Task {task['id']} was not found.")
     assert all(change["change_id"] != mine for change in await _changes(intruder))
     assert (await agent.get(task["id"]))["title"] == "Mine"
 

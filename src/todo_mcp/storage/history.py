@@ -15,15 +15,16 @@ import sqlalchemy as sa
 
 from todo_mcp.change_models import Change, ChangePage, ChangeQuery, TaskChange
 from todo_mcp.due import format_due
-from todo_mcp.errors import InvalidCursor
+from todo_mcp.errors import InvalidCursor, TaskNotFound
 from todo_mcp.storage.cursor import id_key, sign_keys, signed_keys
 from todo_mcp.storage.ledger import document
 from todo_mcp.storage.session import Row, Session
 from todo_mcp.storage.statements import built, param
-from todo_mcp.storage.table import RANK_PRIORITY, change_tasks_table, changes_table
+from todo_mcp.storage.table import ID_MAX, RANK_PRIORITY, change_tasks_table, changes_table, tasks_table
 
 c = changes_table.c
 items = change_tasks_table.c
+t = tasks_table
 # A change's fields as `Task` names and shows them; version is shown whenever anything changed.
 SHOWN = ("title", "description", "status", "priority", "due", "tags", "repeat", "completed_at", "deleted_at")
 
@@ -102,17 +103,30 @@ def _page(by_task: bool) -> sa.ClauseElement:
         chosen = chosen.order_by(c.id.desc())
     page = chosen.limit(param("limit", sa.Integer())).cte("page")
     on = items.change_id == page.c.id
-    if by_task:
-        on = sa.and_(on, items.task_id == param("task_id", items.task_id))
+    if not by_task:
+        return (
+            sa.select(page, items.task_id, items.before, items.after)
+            .select_from(page.outerjoin(change_tasks_table, on))
+            .order_by(page.c.id.desc(), items.task_id)
+        )
+    # One row at least, saying whether the task is the owner's (deleted or not): a task that is
+    # not answers like get_task, not with an empty history.
+    task = param("task_id", items.task_id)
+    found = sa.exists().where(t.c.owner_id == owner, t.c.id == task)
+    probe = sa.select(found.label("task_found")).cte("probe")
     return (
-        sa.select(page, items.task_id, items.before, items.after)
-        .select_from(page.outerjoin(change_tasks_table, on))
+        sa.select(probe.c.task_found, page, items.task_id, items.before, items.after)
+        .select_from(
+            probe.outerjoin(page, sa.true()).outerjoin(change_tasks_table, sa.and_(on, items.task_id == task))
+        )
         .order_by(page.c.id.desc(), items.task_id)
     )
 
 
 async def list_changes(session: Session, *, owner: str, query: ChangeQuery, cursor_key: bytes) -> ChangePage:
     """One page of the owner's changes (or of one task's), newest first."""
+    if query.task_id is not None and query.task_id > ID_MAX:
+        raise TaskNotFound(query.task_id)
     after = None
     if query.cursor is not None:
         (key,) = signed_keys(query, query.cursor, cursor_key, 1)
@@ -129,6 +143,10 @@ async def list_changes(session: Session, *, owner: str, query: ChangeQuery, curs
         "limit": query.limit + 1,
     }
     rows = await session.rows(_page(query.task_id is not None), params)
+    if query.task_id is not None:
+        if not rows or not rows[0]["task_found"]:
+            raise TaskNotFound(query.task_id)
+        rows = [row for row in rows if row["id"] is not None]
     changes = _grouped(rows)
     more = len(changes) > query.limit
     changes = changes[: query.limit]

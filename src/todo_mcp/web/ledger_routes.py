@@ -75,7 +75,7 @@ async def list_changes(db: Db, owner: Reader, query: Annotated[ChangeQuery, Quer
     "/tasks/{task_id}/history",
     summary="A task's history",
     response_model=ChangePage,
-    responses={**PAGE, **documented(422)},
+    responses={**PAGE, **documented(404, 422)},
 )
 async def task_history(
     db: Db,
@@ -84,7 +84,7 @@ async def task_history(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
 ) -> ChangePage:
-    """The changes that touched one task, newest first (an unknown task has none)."""
+    """The changes that touched one task (deleted or not), newest first; 404 for a task that is not yours."""
     query = ChangeQuery(task_id=task_id, limit=limit, cursor=cursor)
     return await db.run(repository.list_changes, owner=owner, query=query, cursor_key=db.cursor_key)
 
