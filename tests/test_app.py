@@ -112,6 +112,8 @@ async def test_the_ledger_over_rest_reads_changes_and_history_and_undoes(http: h
         assert response.status_code == status, response.text
         validator.validate(response.json())
     assert f"undo change {undo['change_id']} to redo it" in again.json()["detail"]
+    assert bad.json()["errors"][0]["field"] == "query.since"
+    assert bad.json()["errors"][0]["problem"].startswith("is not a date-time: send ISO 8601")
     bare = await http.post("/api/changes/undo")
     assert bare.status_code == 200, bare.text
     assert bare.json()["undone"] == [task["change_id"]], "no body: the last change not undone yet"

@@ -161,7 +161,9 @@ async def test_undo_of_a_create_deletes_and_of_a_delete_restores(client: Client)
     assert undo["tasks"][0]["after"]["deleted_at"]
     assert mistake["id"] not in await agent.ids(status="all")
     gone = await _changes(agent, task_id=mistake["id"])
-    assert [change["via"] for change in gone] == ["undo_changes", "add_task"], "a deleted task keeps its history"
+    assert [change["via"] for change in gone] == ["undo_changes", "add_task"], (
+        "a deleted task keeps its history"
+    )
 
 
 async def test_last_n_walks_back_over_changes_not_yet_undone(client: Client) -> None:

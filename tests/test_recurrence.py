@@ -77,7 +77,7 @@ async def test_the_next_occurrence_copies_the_task_and_the_result_shows_both(cli
         due="2026-12-01",
         repeat="FREQ=DAILY;INTERVAL=3;COUNT=2",
     )
-    assert task["repeat_summary"] == "every 3 days, 1 more times"
+    assert task["repeat_summary"] == "every 3 days, 1 more time"
     item = await _complete(agent, task["id"])
     following = item["next"]
     assert following["id"] != task["id"]

@@ -9,11 +9,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from todo_mcp.models import BULK_MAX, PAGE_DEFAULT, PAGE_MAX, Cursor, Input, TaskId, omitted
 
 ChangeId = Annotated[int, Field(ge=1)]
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("needs a UTC offset, e.g. 2026-12-01T09:00:00Z or 2026-12-01T10:00:00+01:00")
+    return value
+
+
+Instant = Annotated[datetime, AfterValidator(_aware)]
 UNDO_LAST_MAX = 20
 
 
@@ -21,20 +30,12 @@ class ChangeQuery(Input):
     """Which changes to read, newest first (list_changes; the query of GET /api/changes)."""
 
     task_id: Annotated[TaskId, Field(description="Only changes to this task (its history).")] | None = None
-    since: Annotated[datetime, Field(description="Only changes at or after this time (ISO 8601).")] | None = (
+    since: Annotated[Instant, Field(description="Only changes at or after this time (ISO 8601).")] | None = (
         None
     )
-    until: Annotated[datetime, Field(description="Only changes before this time (ISO 8601).")] | None = None
+    until: Annotated[Instant, Field(description="Only changes before this time (ISO 8601).")] | None = None
     limit: Annotated[int, Field(ge=1, le=PAGE_MAX)] = PAGE_DEFAULT
     cursor: Cursor | None = None
-
-    @model_validator(mode="after")
-    def _aware(self) -> ChangeQuery:
-        for name in ("since", "until"):
-            value = getattr(self, name)
-            if value is not None and value.tzinfo is None:
-                raise ValueError(f"{name} needs a UTC offset, e.g. 2026-12-01T09:00:00Z")
-        return self
 
 
 class UndoRequest(Input):

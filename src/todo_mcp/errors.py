@@ -153,22 +153,56 @@ class InvalidInput(TodoError):
 
     @classmethod
     def from_pydantic(cls, errors: Iterable[Mapping[str, Any]]) -> InvalidInput:
-        """The problems of a pydantic error list, without its URL, input echo or "Value error"."""
+        """The problems of a pydantic error list in plain words, without its URL or input echo."""
         problems = []
         for error in errors:
             where = ".".join(str(part) for part in error.get("loc", ()))
-            message = str(error.get("msg", "is not valid")).removeprefix("Value error, ")
-            kind = error.get("type")
-            if kind == "missing":
-                message = "is required"
-            elif kind == "extra_forbidden":
-                message = cls.UNKNOWN_FIELD
-            elif kind == "string_unicode":
-                message = (
-                    "is not valid Unicode (an unpaired surrogate such as \\ud800); send valid UTF-8 text"
-                )
-            problems.append(FieldProblem(where, message))
+            problems.append(FieldProblem(where, _worded(error)))
         return cls(problems)
+
+
+# Pydantic's error types, worded as what to send; {name} is filled from the error's context.
+_PYDANTIC_WORDS = {
+    "missing": "is required",
+    "extra_forbidden": InvalidInput.UNKNOWN_FIELD,
+    "string_unicode": "is not valid Unicode (an unpaired surrogate such as \\ud800); send valid UTF-8 text",
+    "less_than_equal": "must be at most {le}",
+    "greater_than_equal": "must be at least {ge}",
+    "less_than": "must be less than {lt}",
+    "greater_than": "must be more than {gt}",
+    "too_short": "needs at least {min_length} item(s)",
+    "too_long": "takes at most {max_length} items",
+    "string_too_short": "needs at least {min_length} character(s)",
+    "string_too_long": "takes at most {max_length} characters",
+    "int_parsing": "must be a whole number",
+    "int_type": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+    "list_type": "must be a list",
+    "datetime_parsing": "is not a date-time: send ISO 8601 with a UTC offset, e.g. 2026-12-01T09:00:00Z",
+    "datetime_from_date_parsing": (
+        "is not a date-time: send ISO 8601 with a UTC offset, e.g. 2026-12-01T09:00:00Z"
+    ),
+    "datetime_type": "is not a date-time: send ISO 8601 with a UTC offset, e.g. 2026-12-01T09:00:00Z",
+}
+
+
+def _worded(error: Mapping[str, Any]) -> str:
+    """One pydantic error as "what to send"; a validator's own message is kept as it is."""
+    template = _PYDANTIC_WORDS.get(str(error.get("type")))
+    if template is not None:
+        try:
+            return template.format_map(error.get("ctx") or {})
+        except (KeyError, IndexError):
+            pass
+    message = str(error.get("msg", "is not valid")).removeprefix("Value error, ")
+    return (
+        "must be" + message.removeprefix("Input should be")
+        if message.startswith("Input should be")
+        else message
+    )
 
 
 @dataclass(eq=False)

@@ -128,7 +128,8 @@ class Repeat:
         else:
             text = f"every {self.interval} {unit}s{self._on()}"
         if self.count is not None:
-            text += ", this time only" if self.count == 1 else f", {self.count - 1} more times"
+            left = self.count - 1
+            text += ", this time only" if left == 0 else f", {left} more time{'s' if left > 1 else ''}"
         if self.until is not None:
             text += f", until {self.until.isoformat()}"
         return text
