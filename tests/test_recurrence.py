@@ -31,40 +31,56 @@ async def _next_due(agent: Agent, due: str, repeat: str) -> str | None:
     return following["due"] if following else None
 
 
+# Dates in 2035: the next occurrence is the first after the day the task is done (today), so the
+# due dates here lie ahead of it.
 @pytest.mark.parametrize(
     ("due", "repeat", "expected"),
     [
-        # 09:00 in Paris stays 09:00 when summer time ends (25 October 2026): the offset moves.
-        ("2026-10-22T09:00:00[Europe/Paris]", "FREQ=WEEKLY", "2026-10-29T09:00:00+01:00[Europe/Paris]"),
-        ("2026-03-26T09:00:00[Europe/Paris]", "FREQ=WEEKLY", "2026-04-02T09:00:00+02:00[Europe/Paris]"),
-        # ...and in New York, whose clocks change on 1 November 2026.
+        # 09:00 in Paris stays 09:00 when summer time ends (28 October 2035): the offset moves.
+        ("2035-10-25T09:00:00[Europe/Paris]", "FREQ=WEEKLY", "2035-11-01T09:00:00+01:00[Europe/Paris]"),
+        ("2035-03-22T09:00:00[Europe/Paris]", "FREQ=WEEKLY", "2035-03-29T09:00:00+02:00[Europe/Paris]"),
+        # ...and in New York, whose clocks change on 4 November 2035.
         (
-            "2026-10-30T18:30:00[America/New_York]",
+            "2035-11-02T18:30:00[America/New_York]",
             "FREQ=DAILY;INTERVAL=3",
-            "2026-11-02T18:30:00-05:00[America/New_York]",
+            "2035-11-05T18:30:00-05:00[America/New_York]",
         ),
         # A fixed offset is kept as given.
-        ("2026-12-01T09:00:00+05:30", "FREQ=DAILY", "2026-12-02T09:00:00+05:30"),
+        ("2035-12-04T09:00:00+05:30", "FREQ=DAILY", "2035-12-05T09:00:00+05:30"),
         # Date-only tasks stay date-only.
-        ("2026-12-01", "FREQ=MONTHLY;BYDAY=-1FR", "2026-12-25"),
-        ("2026-12-01", "FREQ=WEEKLY;INTERVAL=2;BYDAY=MO,TH", "2026-12-03"),
-        ("2026-12-03", "FREQ=WEEKLY;INTERVAL=2;BYDAY=MO,TH", "2026-12-14"),
-        ("2026-12-01", "FREQ=MONTHLY;BYDAY=2TU", "2026-12-08"),
+        ("2035-12-04", "FREQ=MONTHLY;BYDAY=-1FR", "2035-12-28"),
+        ("2035-12-04", "FREQ=WEEKLY;INTERVAL=2;BYDAY=MO,TH", "2035-12-06"),
+        ("2035-12-06", "FREQ=WEEKLY;INTERVAL=2;BYDAY=MO,TH", "2035-12-17"),
+        ("2035-12-04", "FREQ=MONTHLY;BYDAY=2TU", "2035-12-11"),
         # RFC 5545: a month without the 31st has no occurrence, it is skipped (not moved to the 30th).
-        ("2027-01-31", "FREQ=MONTHLY;BYMONTHDAY=31", "2027-03-31"),
-        ("2027-03-31", "FREQ=MONTHLY;BYMONTHDAY=31", "2027-05-31"),
+        ("2035-01-31", "FREQ=MONTHLY;BYMONTHDAY=31", "2035-03-31"),
+        ("2035-03-31", "FREQ=MONTHLY;BYMONTHDAY=31", "2035-05-31"),
         # BYMONTHDAY=-1 is the last day of every month.
-        ("2027-01-31", "FREQ=MONTHLY;BYMONTHDAY=-1", "2027-02-28"),
+        ("2035-01-31", "FREQ=MONTHLY;BYMONTHDAY=-1", "2035-02-28"),
         # February 29th repeats yearly only in leap years.
-        ("2028-02-29", "FREQ=YEARLY", "2032-02-29"),
-        ("2026-12-01", "FREQ=DAILY;INTERVAL=7;UNTIL=20261210", "2026-12-08"),
-        ("2026-12-08", "FREQ=DAILY;INTERVAL=7;UNTIL=20261210", None),
+        ("2036-02-29", "FREQ=YEARLY", "2040-02-29"),
+        ("2035-12-04", "FREQ=DAILY;INTERVAL=7;UNTIL=20351215", "2035-12-11"),
+        ("2035-12-11", "FREQ=DAILY;INTERVAL=7;UNTIL=20351215", None),
     ],
 )
 async def test_the_next_occurrence_is_dated_by_the_rule_in_the_tasks_zone(
     client: Client, due: str, repeat: str, expected: str | None
 ) -> None:
     assert await _next_due(Agent(client), due, repeat) == expected
+
+
+async def test_a_task_done_late_is_next_due_after_the_day_it_was_done(client: Client) -> None:
+    agent = Agent(client)
+    today = datetime.now(UTC).date()  # the settings' zone is UTC
+    mondays = await _next_due(agent, "2020-01-06", "FREQ=WEEKLY;BYDAY=MO")
+    assert mondays == (today + timedelta(days=7 - today.weekday())).isoformat()
+    # The rule keeps its phase: every other week, counted from the week it was first due.
+    fortnight = await _next_due(agent, "2020-01-06", "FREQ=WEEKLY;INTERVAL=2")
+    assert fortnight is not None
+    following = date.fromisoformat(fortnight)
+    assert following > today
+    assert (following - date(2020, 1, 6)).days % 14 == 0
+    assert (following - today).days <= 14
 
 
 async def test_the_next_occurrence_copies_the_task_and_the_result_shows_both(client: Client) -> None:
@@ -74,7 +90,7 @@ async def test_the_next_occurrence_copies_the_task_and_the_result_shows_both(cli
         description="the big ones too",
         priority="high",
         tags=["home"],
-        due="2026-12-01",
+        due="2035-12-01",
         repeat="FREQ=DAILY;INTERVAL=3;COUNT=2",
     )
     assert task["repeat_summary"] == "every 3 days, 1 more time"
@@ -84,7 +100,7 @@ async def test_the_next_occurrence_copies_the_task_and_the_result_shows_both(cli
     assert following["status"] == "pending"
     for field in ("title", "description", "priority", "tags"):
         assert following[field] == task[field]
-    assert (following["due"], following["repeat"]) == ("2026-12-04", "FREQ=DAILY;INTERVAL=3;COUNT=1")
+    assert (following["due"], following["repeat"]) == ("2035-12-04", "FREQ=DAILY;INTERVAL=3;COUNT=1")
     assert following["repeat_summary"] == "every 3 days, this time only"
     listed = {t["id"]: t for t in (await agent.page())["tasks"]}
     assert listed[following["id"]]["repeat_summary"] == "every 3 days, this time only"
@@ -104,7 +120,7 @@ async def test_after_completion_rules_count_from_the_day_it_is_done(client: Clie
 
 async def test_undoing_a_completion_removes_the_next_occurrence_and_reopens_the_task(client: Client) -> None:
     agent = Agent(client)
-    task = await agent.add("Review", due="2026-12-25", repeat="FREQ=MONTHLY;BYDAY=-1FR")
+    task = await agent.add("Review", due="2035-12-28", repeat="FREQ=MONTHLY;BYDAY=-1FR")
     done = await agent.call("complete_task", task_ids=[task["id"]])
     following = done["results"][0]["next"]
     undo = await agent.call("undo_changes", change_ids=[done["change_id"]])
@@ -149,23 +165,26 @@ def _random_rule(rng: random.Random) -> str:
 async def test_the_databases_next_date_agrees_with_dateutil_on_random_rules(pg_url: str) -> None:
     rng = random.Random(20261130)
     cases = []
-    for _ in range(600):
+    for _ in range(800):
         rule = parse_repeat(_random_rule(rng))
-        after = date(2024, 1, 1) + timedelta(days=rng.randint(0, 4 * 366))
-        cases.append((rule, after))
+        due = date(2024, 1, 1) + timedelta(days=rng.randint(0, 4 * 366))
+        # Done on the due day, early, or late (up to two years late).
+        done = due + timedelta(days=rng.choice([0, 0, -3, 1, 9, 40, 400, 700]))
+        cases.append((rule, due, done))
     connection = await asyncpg.connect(pg_url)
     try:
         found = await connection.fetch(
-            "SELECT todo_ledger_next_date(s::jsonb, d) AS next FROM unnest($1::text[], $2::date[]) "
-            "WITH ORDINALITY AS u(s, d, n) ORDER BY n",
-            [json.dumps(rule.spec()) for rule, _ in cases],
-            [after for _, after in cases],
+            "SELECT todo_ledger_next_date(s::jsonb, d, x) AS next "
+            "FROM unnest($1::text[], $2::date[], $3::date[]) WITH ORDINALITY AS u(s, d, x, n) ORDER BY n",
+            [json.dumps(rule.spec()) for rule, _, _ in cases],
+            [due for _, due, _ in cases],
+            [done for _, _, done in cases],
         )
     finally:
         await connection.close()
     mismatches = [
-        (rule.text(), after, row["next"], rule.next_date(after, after))
-        for (rule, after), row in zip(cases, found, strict=True)
-        if row["next"] != rule.next_date(after, after)
+        (rule.text(), due, done, row["next"], rule.next_date(due, done))
+        for (rule, due, done), row in zip(cases, found, strict=True)
+        if row["next"] != rule.next_date(due, done)
     ]
     assert mismatches == []

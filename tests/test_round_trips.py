@@ -178,7 +178,7 @@ async def _cases(c: Client) -> list[Case]:
     version_now = _data(await c.call_tool("get_task", {"task_id": ids[2]}))["version"]
     weekly = [
         await add(
-            title=f"weekly {n}", due="2026-12-01T09:00:00[Europe/Paris]", repeat="FREQ=WEEKLY;BYDAY=MO,TH"
+            title=f"weekly {n}", due="2035-12-04T09:00:00[Europe/Paris]", repeat="FREQ=WEEKLY;BYDAY=MO,TH"
         )
         for n in range(2)
     ]
@@ -338,7 +338,7 @@ async def _cases(c: Client) -> list[Case]:
             "complete_task repeating",
             tool("complete_task", task_ids=[weekly[0]["id"]]),
             tool("complete_task", task_ids=[weekly[1]["id"]]),
-            lambda r: _data(r)["results"][0]["next"]["due"] == "2026-12-03T09:00:00+01:00[Europe/Paris]",
+            lambda r: _data(r)["results"][0]["next"]["due"] == "2035-12-06T09:00:00+01:00[Europe/Paris]",
         ),
         Case(
             "list_changes",

@@ -4,10 +4,10 @@
   an undo undid); `change_tasks`: for each task a change touched, the task before and after.
 - `tasks.repeat` holds a task's repeat rule as text; `tasks.repeat_spec` the same rule parsed, for
   the database to compute the next occurrence when a completion creates it.
-- On PostgreSQL, `todo_ledger_next_date(spec, after)`: the first date after `after` that the rule
-  names. It implements the rule subset `todo_mcp.recurrence` accepts, with the same results as
-  python-dateutil's rrule (the tests compare the two), so that completing a repeating task is one
-  statement.
+- On PostgreSQL, `todo_ledger_next_date(spec, anchor, after)`: the first date after `after` (and
+  after `anchor`) that the rule, counted from `anchor`, names. It implements the rule subset
+  `todo_mcp.recurrence` accepts, with the same results as python-dateutil's rrule (the tests
+  compare the two), so that completing a repeating task is one statement.
 
 Revision ID: 0004
 Revises: 0003
@@ -30,7 +30,7 @@ depends_on: str | Sequence[str] | None = None
 # Weekdays are 0 (Monday) to 6 (Sunday), as in python-dateutil; `byday` holds [weekday, ordinal]
 # pairs, ordinal 0 meaning every such weekday, -1 the last one of the month.
 NEXT_DATE = """
-CREATE FUNCTION todo_ledger_next_date(spec jsonb, after date) RETURNS date
+CREATE FUNCTION todo_ledger_next_date(spec jsonb, anchor date, after date) RETURNS date
 LANGUAGE plpgsql IMMUTABLE STRICT AS $$
 DECLARE
     freq text := spec->>'freq';
@@ -40,42 +40,42 @@ DECLARE
     mdays int[] := ARRAY(SELECT value::int FROM jsonb_array_elements_text(spec->'bymonthday'));
     months int[] := ARRAY(SELECT value::int FROM jsonb_array_elements_text(spec->'bymonth'));
     last_day date := (spec->>'until')::date;
-    d date := after;
+    d date := greatest(anchor, after);
     horizon date;
     dim int;
     dom int;
     wd int;
     hit boolean;
 BEGIN
-    horizon := after + CASE freq
+    horizon := d + CASE freq
         WHEN 'DAILY' THEN 7 * step + 7
         WHEN 'WEEKLY' THEN 7 * step + 7
         WHEN 'MONTHLY' THEN 31 * 12 * step + 62
         ELSE 366 * 8 * step + 366 END;
     IF cardinality(days) = 0 AND cardinality(mdays) = 0 THEN
         IF freq = 'WEEKLY' THEN
-            days := ARRAY[extract(isodow FROM after)::int - 1]; ords := ARRAY[0];
+            days := ARRAY[extract(isodow FROM anchor)::int - 1]; ords := ARRAY[0];
         ELSIF freq IN ('MONTHLY', 'YEARLY') THEN
-            mdays := ARRAY[extract(day FROM after)::int];
+            mdays := ARRAY[extract(day FROM anchor)::int];
         END IF;
     END IF;
     IF freq = 'YEARLY' AND cardinality(months) = 0 THEN
-        months := ARRAY[extract(month FROM after)::int];
+        months := ARRAY[extract(month FROM anchor)::int];
     END IF;
     LOOP
         d := d + 1;
         IF d > horizon OR d > last_day THEN
             RETURN NULL;
         END IF;
-        CONTINUE WHEN freq = 'DAILY' AND (d - after) % step <> 0;
+        CONTINUE WHEN freq = 'DAILY' AND (d - anchor) % step <> 0;
         CONTINUE WHEN freq = 'WEEKLY'
-            AND ((d - extract(isodow FROM d)::int) - (after - extract(isodow FROM after)::int))
+            AND ((d - extract(isodow FROM d)::int) - (anchor - extract(isodow FROM anchor)::int))
                 / 7 % step <> 0;
         CONTINUE WHEN freq = 'MONTHLY'
             AND ((extract(year FROM d)::int * 12 + extract(month FROM d)::int)
-                 - (extract(year FROM after)::int * 12 + extract(month FROM after)::int)) % step <> 0;
+                 - (extract(year FROM anchor)::int * 12 + extract(month FROM anchor)::int)) % step <> 0;
         CONTINUE WHEN freq = 'YEARLY'
-            AND (extract(year FROM d)::int - extract(year FROM after)::int) % step <> 0;
+            AND (extract(year FROM d)::int - extract(year FROM anchor)::int) % step <> 0;
         CONTINUE WHEN cardinality(months) > 0 AND NOT extract(month FROM d)::int = ANY (months);
         dom := extract(day FROM d)::int;
         dim := extract(day FROM (date_trunc('month', d) + interval '1 month - 1 day'))::int;
@@ -141,7 +141,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        op.execute("DROP FUNCTION todo_ledger_next_date(jsonb, date)")
+        op.execute("DROP FUNCTION todo_ledger_next_date(jsonb, date, date)")
     op.drop_table("change_tasks")
     op.drop_table("changes")
     op.drop_column("tasks", "repeat_spec")

@@ -95,7 +95,12 @@ class Repeat:
         return None if self.count <= 1 else replace(self, count=self.count - 1)
 
     def next_date(self, after: date, done: date) -> date | None:
-        """The date of the occurrence after one due on `after` (done on `done`), or None if none."""
+        """The date of the occurrence after one due on `after` and done on `done`, or None if none.
+
+        Counted from `after` (the rule's phase: every other week from that week), it is the first
+        date the rule names after both days: a task done late is next due after the day it was done,
+        not on a date already past.
+        """
         if self.following() is None:
             return None
         if self.from_completion:
@@ -103,7 +108,7 @@ class Repeat:
             return None if self.until is not None and found > self.until else found
         start = datetime.combine(after, time())
         until = datetime.combine(self.until, time()) if self.until else None
-        following = self._rrule(start, until).after(start)
+        following = self._rrule(start, until).after(datetime.combine(max(after, done), time()))
         return following.date() if following is not None else None
 
     def _rrule(self, start: datetime, until: datetime | None) -> rrule:

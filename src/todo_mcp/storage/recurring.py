@@ -127,7 +127,7 @@ def next_day_sql(old: Any) -> sa.ColumnElement[date]:
     )
     until = sa.cast(_spec(old, "until"), sa.Date())
     from_done = sa.case((sa.or_(until.is_(None), after_done <= until), after_done))
-    by_rule = sa.func.todo_ledger_next_date(old.c.repeat_spec, sa.func.coalesce(old.c.due_date, done))
+    by_rule = sa.func.todo_ledger_next_date(old.c.repeat_spec, sa.func.coalesce(old.c.due_date, done), done)
     return sa.case(
         (sa.cast(_spec(old, "count"), sa.Integer()) == 1, sa.null()),
         (sa.cast(_spec(old, "from_completion"), sa.Boolean()), from_done),
