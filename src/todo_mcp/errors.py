@@ -227,6 +227,12 @@ class DatabaseUnavailable(DatabaseFault):
     template: ClassVar[str] = "the database cannot be reached ({reason})"
 
 
+class DatabaseMisconfigured(DatabaseFault):
+    """The deployment's database settings do not fit its database (nothing ran)."""
+
+    template: ClassVar[str] = "the database connection is misconfigured ({reason})"
+
+
 class OutcomeUnknown(DatabaseFault):
     """The statement was sent but no answer came back: a change may or may not have been made."""
 

@@ -36,6 +36,11 @@ class Fault(enum.Enum):
 
     UNSENT = "the connection was closed before the statement was sent"
     BROKEN = "the connection broke after the statement was sent"
+    # Nothing ran: the statement was never found. A configuration problem of the deployment.
+    POOLED = (
+        "a connection pooler lost the server's prepared statement, so nothing ran; the operator must add "
+        "?pgbouncer=true to DATABASE_URL (a pooler in transaction mode without prepared statements)"
+    )
 
 
 @dataclass(frozen=True)
@@ -137,6 +142,8 @@ class PostgresBackend:
 
         if isinstance(error, asyncpg.InterfaceError) and "connection is closed" in str(error):
             return Fault.UNSENT
+        if isinstance(error, asyncpg.InvalidSQLStatementNameError):
+            return Fault.POOLED
         if isinstance(error, OSError | asyncpg.ConnectionDoesNotExistError | asyncpg.InterfaceError):
             return Fault.BROKEN
         return None

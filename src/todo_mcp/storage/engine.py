@@ -29,7 +29,13 @@ import anyio
 from sqlalchemy import event, exc
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from todo_mcp.errors import DatabaseUnavailable, OutcomeUnknown, TodoError, describe_db_error
+from todo_mcp.errors import (
+    DatabaseMisconfigured,
+    DatabaseUnavailable,
+    OutcomeUnknown,
+    TodoError,
+    describe_db_error,
+)
 from todo_mcp.storage.backends import Backend, Connector, Fault, Lease, PostgresBackend, SqliteBackend
 from todo_mcp.storage.pool import PoolTimeout
 from todo_mcp.storage.session import Session
@@ -92,6 +98,8 @@ class Database:
     statement_timeout: float = 5.0
     # Signs list cursors: the deployment's key (see storage.startup), or one of this process's own.
     cursor_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    # Problems of the deployment already logged (see `_warn_once`).
+    _warned: set[str] = field(default_factory=set, repr=False)
 
     @classmethod
     def open(
@@ -143,12 +151,21 @@ class Database:
                     continue
                 if fault is Fault.UNSENT:
                     raise DatabaseUnavailable(describe_db_error(error)) from error
+                if fault is Fault.POOLED:
+                    self._warn_once(fault.value)
+                    raise DatabaseMisconfigured(fault.value) from None
                 if fault is Fault.BROKEN:
                     raise OutcomeUnknown(describe_db_error(error)) from error
                 raise
             await self.backend.release(lease)
             return result
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _warn_once(self, problem: str) -> None:
+        """Log a problem of the deployment once per process, not once per call."""
+        if problem not in self._warned:
+            self._warned.add(problem)
+            log.error("%s (logged once)", problem)
 
     async def _discard(self, lease: Lease, reason: str) -> None:
         with anyio.CancelScope(shield=True), anyio.move_on_after(1):

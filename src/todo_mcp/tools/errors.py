@@ -44,6 +44,10 @@ _WORDS: dict[type[errors.TodoError], str] = {
         "Too many calls for this user (the limit is {limit} per minute); wait {retry_after} s before the "
         "next call; nothing was done."
     ),
+    errors.DatabaseMisconfigured: (
+        "The server's database connection is misconfigured ({reason}); nothing was changed. Tell the person "
+        "who runs this server; retrying will not help."
+    ),
     errors.DatabaseUnavailable: (
         "The task database cannot be reached right now ({reason}); nothing was changed. Try the same call "
         "again in a few seconds."

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +33,6 @@ from todo_mcp.tools.schema import input_schema, result_schema
 if TYPE_CHECKING:
     from todo_mcp.storage.engine import Database
 
-log = logging.getLogger(__name__)
 
 INSTRUCTIONS = (
     "Manage the user's own tasks. Act on task ids from list_tasks/get_task, never on guessed titles. "
@@ -115,7 +113,7 @@ def _invoker(
         except TodoError as error:
             raise ToolError(explain(error, record.name, changes=not record.hints.read_only)) from None
         except Exception as error:
-            log.exception("tool %s failed", record.name)
+            # The SDK logs it, with this error's cause and traceback: once.
             raise UnexpectedToolError(
                 f"{record.name} failed because of an unexpected error on the server (it was logged)"
             ) from error

@@ -92,6 +92,10 @@ _ANSWERS: dict[type[errors.TodoError], tuple[int, str]] = {
         409,
         "Change {change_id} was already undone by change {undone_by}; undo change {undone_by} to redo it.",
     ),
+    errors.DatabaseMisconfigured: (
+        503,
+        "The server's database connection is misconfigured ({reason}); nothing was changed.",
+    ),
     errors.DatabaseUnavailable: (
         503,
         "The task database cannot be reached right now ({reason}); nothing was changed. "
