@@ -188,3 +188,24 @@ async def test_the_databases_next_date_agrees_with_dateutil_on_random_rules(pg_u
         if row["next"] != rule.next_date(due, done)
     ]
     assert mismatches == []
+
+
+async def test_a_completion_whose_next_occurrence_changed_since_stays_as_it_is(client: Client) -> None:
+    agent = Agent(client)
+    gym = await agent.add("Gym", due="2035-12-03", repeat="FREQ=WEEKLY;BYDAY=MO,TH")
+    laundry = await agent.add("Laundry")
+    done = await agent.call("complete_task", task_ids=[gym["id"], laundry["id"]])
+    following = done["results"][0]["next"]
+    await agent.update(following["id"], title="Gym (legs)")
+    undo = await agent.call("undo_changes", change_ids=[done["change_id"]])
+    assert [item["task_id"] for item in undo["tasks"]] == [laundry["id"]]
+    refused = {item["task_id"]: item for item in undo["refused"]}
+    assert refused[gym["id"]]["reason"] == (
+        f"its next occurrence, task {following['id']}, was changed since, so neither is undone"
+    )
+    assert refused[following["id"]]["changed"] == ["title"]
+    assert sorted(await agent.ids()) == sorted([laundry["id"], following["id"]]), "no second pending Gym"
+    only_gym = await agent.call("complete_task", task_ids=[following["id"]])
+    await agent.update(only_gym["results"][0]["next"]["id"], priority="high")
+    error = await agent.fail("undo_changes", change_ids=[only_gym["change_id"]])
+    assert f"task {following['id']} stays completed because its next occurrence" in error

@@ -100,11 +100,18 @@ class RefusedTask:
     change_id: int
     current_version: int | None
     changed: tuple[str, ...] = ()
+    # Unchanged itself, but the next occurrence its completion made (this task) was changed.
+    blocked_by: int | None = None
 
     def fact(self) -> str:
         """What happened to the task since the change, in a few words."""
         if self.current_version is None:
             return f"task {self.task_id} no longer exists"
+        if self.blocked_by is not None:
+            return (
+                f"task {self.task_id} stays completed because its next occurrence, task {self.blocked_by}, "
+                f"was changed after change {self.change_id}"
+            )
         fields = ", ".join(self.changed) or "its position in the history"
         return (
             f"task {self.task_id} was changed after change {self.change_id} "

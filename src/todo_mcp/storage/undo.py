@@ -63,11 +63,21 @@ WITH sel AS (
     FROM it GROUP BY task_id
 ), cur AS (
     SELECT t.* FROM tasks t JOIN per ON per.task_id = t.id WHERE t.owner_id = :owner FOR UPDATE OF t
-), ok AS (
+), ok0 AS (
     SELECT per.task_id, per.target, per.target IS NULL AS created
     FROM per JOIN cur ON cur.id = per.task_id
     WHERE per.chained AND {_json("cur")} - 'version' = per.last_state
         AND (CAST(:wanted AS int) < 0 OR (SELECT count(*) FROM live) = :wanted)
+), blocked AS (
+    SELECT src.task_id, min(made.task_id) AS made_id
+    FROM it src JOIN it made ON made.change_id = src.change_id AND made.before IS NULL
+        AND made.after->>'title' = src.after->>'title'
+    WHERE src.before->>'status' = 'pending' AND src.after->>'status' = 'completed'
+        AND src.after->>'repeat' IS NOT NULL
+        AND made.task_id NOT IN (SELECT task_id FROM ok0)
+    GROUP BY src.task_id
+), ok AS (
+    SELECT * FROM ok0 WHERE task_id NOT IN (SELECT task_id FROM blocked)
 ), upd AS (
     UPDATE tasks t SET
         {_RESTORED},
@@ -99,7 +109,8 @@ WITH sel AS (
 SELECT sel.id AS change_id, sel.undone_by, it.task_id, it.before, it.after,
     CASE WHEN cur.id IS NOT NULL THEN {_json("cur")} END AS current,
     CASE WHEN upd.id IS NOT NULL THEN {_json("upd")} END AS written,
-    ok.task_id IS NOT NULL AS ok, per.chained, (SELECT id FROM chg) AS new_change
+    ok.task_id IS NOT NULL AS ok, per.chained, (SELECT id FROM chg) AS new_change,
+    (SELECT made_id FROM blocked WHERE blocked.task_id = it.task_id) AS blocked_by
 FROM sel
 LEFT JOIN it ON it.change_id = sel.id
 LEFT JOIN per ON per.task_id = it.task_id
@@ -142,7 +153,7 @@ async def _undo_pg(
         result = document(row["written"])
         if dry_run and row["ok"]:
             result = undo_plan.target(items, current, now)
-        verdicts.append(Verdict(items, current, bool(row["chained"]), result))
+        verdicts.append(Verdict(items, current, bool(row["chained"]), result, row["blocked_by"]))
     change_id = next((row["new_change"] for row in rows if row["new_change"] is not None), None)
     return undo_plan.result(verdicts, change_id, dry_run=dry_run)
 
@@ -251,16 +262,22 @@ async def _apply(
     now: datetime,
 ) -> tuple[list[Verdict], list[tuple[Row, Row | None]]]:
     """Decide per task and, unless a dry run, write each undone task back."""
+    snapshots = {task_id: snapshot(row) for task_id, row in current.items()}
+    undoable = {
+        task_id for task_id, items in tasks.items() if undo_plan.undoable(items, snapshots.get(task_id))
+    }
+    blocked = undo_plan.blockers(tasks, undoable)
     verdicts: list[Verdict] = []
     pairs: list[tuple[Row, Row | None]] = []
     for task_id, items in tasks.items():
-        row = current.get(task_id)
-        before = snapshot(row) if row is not None else None
-        if row is None or before is None or not undo_plan.undoable(items, before):
-            verdicts.append(Verdict(items, before, undo_plan.chained(items), None))
+        before = snapshots.get(task_id)
+        if before is None or task_id not in undoable or task_id in blocked:
+            chained = undo_plan.chained(items)
+            verdicts.append(Verdict(items, before, chained, None, blocked.get(task_id)))
             continue
         goal = undo_plan.target(items, before, now)
         if not dry_run:
+            row = current[task_id]
             values = {f"v_{name}": value for name, value in stored(goal).items()}
             (written,) = await session.rows(
                 _write_back(), {**params, **values, "task_id": task_id, "expected": row["version"]}

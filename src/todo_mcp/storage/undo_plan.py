@@ -44,6 +44,8 @@ class Verdict:
     chained: bool
     # The task as the undo leaves it (None: refused); a dry run's is what it would leave.
     result: Snapshot | None
+    # Refused although unchanged: the next occurrence its completion made (this task) was changed.
+    blocked_by: int | None = None
 
     @property
     def task_id(self) -> int:
@@ -93,6 +95,37 @@ def target(items: Sequence[Item], current: Snapshot, now: datetime) -> dict[str,
     return restored
 
 
+def _completed_repeating(item: Item) -> bool:
+    before, after = item.before, item.after
+    return (
+        before is not None
+        and before.get("status") == "pending"
+        and after.get("status") == "completed"
+        and after.get("repeat") is not None
+    )
+
+
+def blockers(tasks: Mapping[int, Sequence[Item]], undoable_ids: set[int]) -> dict[int, int]:
+    """Tasks whose completion must stay because the occurrence it made cannot be undone.
+
+    Undoing a repeating task's completion reopens it and deletes the next occurrence; when that
+    occurrence has changed since (it is refused), reopening the task alone would leave two pending
+    copies, so neither is undone. Returns {completed task: its refused occurrence}.
+    """
+    created: dict[int, list[Item]] = {}
+    for items in tasks.values():
+        for item in items:
+            if item.before is None:
+                created.setdefault(item.change_id, []).append(item)
+    found: dict[int, int] = {}
+    for task_id, items in tasks.items():
+        for item in filter(_completed_repeating, items):
+            for made in created.get(item.change_id, []):
+                if made.after.get("title") == item.after.get("title") and made.task_id not in undoable_ids:
+                    found[task_id] = made.task_id
+    return found
+
+
 def check_selection(wanted: Sequence[int] | None, found: Mapping[int, int | None]) -> None:
     """Refuse ids that are not the user's changes, or were already undone (found: id -> undone_by)."""
     for change_id in wanted or ():
@@ -121,8 +154,14 @@ def result(verdicts: Sequence[Verdict], change_id: int | None, *, dry_run: bool)
     if not tasks and not dry_run:
         raise NothingUndone(
             tuple(
-                RefusedTask(r.task_id, r.change_id, r.current_version, tuple(r.changed or ()))
-                for r in refused
+                RefusedTask(
+                    v.task_id,
+                    v.items[-1].change_id,
+                    v.current["version"] if v.current is not None else None,
+                    tuple(_refusal(v).changed or ()),
+                    v.blocked_by,
+                )
+                for v in verdicts
             )
         )
     return UndoResult(
@@ -132,6 +171,14 @@ def result(verdicts: Sequence[Verdict], change_id: int | None, *, dry_run: bool)
 
 def _refusal(verdict: Verdict) -> Refusal:
     newest = verdict.items[-1]
+    if verdict.blocked_by is not None and verdict.current is not None:
+        return Refusal(
+            task_id=verdict.task_id,
+            change_id=newest.change_id,
+            reason=f"its next occurrence, task {verdict.blocked_by}, was changed since, so neither is undone",
+            current_version=verdict.current["version"],
+            changed=[],
+        )
     if verdict.current is None:
         return Refusal(
             task_id=verdict.task_id, change_id=newest.change_id, reason="the task no longer exists"
