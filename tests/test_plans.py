@@ -14,6 +14,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
 import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
@@ -129,10 +130,18 @@ async def test_a_pooler_that_refuses_the_plan_setting_still_connects_and_says_ho
         database = Database.open(parse_database_url(bouncer.url(url.database or "")), connector=connector)
         try:
             with caplog.at_level(logging.WARNING, logger="todo_mcp.storage.engine"):
-                answers: list[Any] = [await database.run(_select_one) for _ in range(3)]
+                answers: list[Any] = []
+
+                async def call() -> None:
+                    answers.append(await database.run(_select_one))
+
+                async with anyio.create_task_group() as group:  # connections opened at once
+                    for _ in range(5):
+                        group.start_soon(call)
+                answers.append(await database.run(_select_one))
         finally:
             await database.dispose()
-    assert answers == [1, 1, 1]
+    assert answers == [1] * 6
     assert connector.custom_plans is False
     warnings = [record.getMessage() for record in caplog.records if "plan_cache_mode" in record.getMessage()]
     assert len(warnings) == 1

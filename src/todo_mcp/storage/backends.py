@@ -94,13 +94,14 @@ class Connector:
             except asyncpg.PostgresError as error:
                 if "plan_cache_mode" not in str(error):
                     raise
-                self.custom_plans = False
-                log.warning(
-                    "the database (or a pooler in front of it) refuses plan_cache_mode at connection "
-                    "start-up (%s); set it on the role instead: ALTER ROLE <user> SET plan_cache_mode = "
-                    "force_custom_plan",
-                    error,
-                )
+                if self.custom_plans:  # connections opened at once are all refused: log the first
+                    self.custom_plans = False
+                    log.warning(
+                        "the database (or a pooler in front of it) refuses plan_cache_mode at connection "
+                        "start-up (%s); set it on the role instead: ALTER ROLE <user> SET plan_cache_mode = "
+                        "force_custom_plan",
+                        error,
+                    )
         return await asyncpg.connect(**kwargs)
 
 

@@ -151,7 +151,7 @@ def result(verdicts: Sequence[Verdict], change_id: int | None, *, dry_run: bool)
             undone.update(item.change_id for item in verdict.items)
         else:
             refused.append(_refusal(verdict))
-    if not tasks and not dry_run:
+    if not tasks and (not dry_run or not verdicts):  # a preview still shows its refusals
         raise NothingUndone(
             tuple(
                 RefusedTask(
