@@ -205,6 +205,7 @@ async def test_undo_names_what_it_cannot_find_or_already_undid(client: Client) -
     again = await agent.fail("undo_changes", change_ids=[agent.changes[0]])
     assert f"already undone by change {undo['change_id']}" in again
     assert "not both" in await agent.fail("undo_changes", change_ids=[1], last=2)
+    assert (await agent.fail("undo_changes", change_ids=[])).endswith("change_ids: needs at least 1 item")
     nothing = await agent.fail("undo_changes", last=5)
     assert nothing == "Nothing was undone: you have no change left to undo (list_changes shows your changes)."
     assert (await agent.fail("undo_changes", dry_run=True)).startswith(
@@ -270,3 +271,16 @@ async def test_an_undo_that_would_undo_nothing_is_an_error_naming_each_task(clie
     assert preview["tasks"] == []
     assert preview["refused"][0]["changed"] == ["title"]
     assert (await agent.get(task["id"]))["title"] == "Plan the Lisbon trip"
+
+
+async def test_an_undo_refused_by_a_delete_says_how_to_restore_the_task(client: Client) -> None:
+    agent = Agent(client)
+    task = await agent.add("Renew passport")
+    await agent.update(task["id"], title="Renew the passport")
+    renamed = agent.changes[-1]
+    await agent.call("delete_task", task_ids=[task["id"]])
+    error = await agent.fail("undo_changes", change_ids=[renamed])
+    assert error == (
+        f"Nothing was undone: task {task['id']} was deleted after change {renamed} (now at version 3). "
+        f"Those changes stay; delete_task with task_ids [{task['id']}] and restore true brings it back."
+    )

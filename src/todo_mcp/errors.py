@@ -7,6 +7,7 @@ MCP face in `todo_mcp.tools.errors`, REST in `todo_mcp.web.rest_errors`, the com
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import KW_ONLY, dataclass
 from typing import Any, ClassVar
@@ -102,11 +103,18 @@ class RefusedTask:
     changed: tuple[str, ...] = ()
     # Unchanged itself, but the next occurrence its completion made (this task) was changed.
     blocked_by: int | None = None
+    # Deleted since (it can be restored).
+    deleted: bool = False
 
     def fact(self) -> str:
         """What happened to the task since the change, in a few words."""
         if self.current_version is None:
             return f"task {self.task_id} no longer exists"
+        if self.deleted:
+            return (
+                f"task {self.task_id} was deleted after change {self.change_id} "
+                f"(now at version {self.current_version})"
+            )
         if self.blocked_by is not None:
             return (
                 f"task {self.task_id} stays completed because its next occurrence, task {self.blocked_by}, "
@@ -201,9 +209,11 @@ def _worded(error: Mapping[str, Any]) -> str:
     template = _PYDANTIC_WORDS.get(str(error.get("type")))
     if template is not None:
         try:
-            return template.format_map(error.get("ctx") or {})
+            text = template.format_map(error.get("ctx") or {})
         except (KeyError, IndexError):
             pass
+        else:
+            return re.sub(r"\b1 (\w+)\(s\)", r"1 \1", text).replace("(s)", "s")
     message = str(error.get("msg", "is not valid")).removeprefix("Value error, ")
     return (
         "must be" + message.removeprefix("Input should be")

@@ -160,6 +160,7 @@ def result(verdicts: Sequence[Verdict], change_id: int | None, *, dry_run: bool)
                     v.current["version"] if v.current is not None else None,
                     tuple(_refusal(v).changed or ()),
                     v.blocked_by,
+                    deleted=v.current is not None and v.current.get("deleted_at") is not None,
                 )
                 for v in verdicts
             )

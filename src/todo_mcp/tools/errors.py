@@ -76,10 +76,13 @@ def explain(error: errors.TodoError, tool: str | None = None, *, changes: bool =
     if isinstance(error, errors.NothingUndone):
         if not error.refused:
             return "Nothing was undone: you have no change left to undo (list_changes shows your changes)."
-        return (
-            f"{str(error).capitalize()}. Those changes stay; to change a task anyway, read it with get_task "
-            "and send update_task."
-        )
+        deleted = [str(task.task_id) for task in error.refused if task.deleted]
+        advice = []
+        if len(deleted) < len(error.refused):
+            advice.append("to change a task anyway, read it with get_task and send update_task")
+        if deleted:
+            advice.append(f"delete_task with task_ids [{', '.join(deleted)}] and restore true brings it back")
+        return f"{str(error).capitalize()}. Those changes stay; {'; '.join(advice)}."
     template = _WORDS.get(type(error))
     if isinstance(error, errors.InvalidCursor) and template is not None:
         changes = error.query == "ChangeQuery"
