@@ -28,20 +28,25 @@ log = logging.getLogger(__name__)
 
 # How long a tool call waits for the storage layer to load and the database to open.
 LOAD_TIMEOUT = 30.0
-# What the storage layer imports, loaded in the worker thread (the repository's first attribute
-# access executes it: see `todo_mcp.tools.deferred`).
-STORAGE_MODULES = ("todo_mcp.storage.engine", "todo_mcp.storage.startup", "todo_mcp.storage.repository")
+# What the storage layer imports, loaded in the worker thread: the modules, and the SQLite driver
+# and dialect the engine would otherwise import on the event loop when it is created.
+STORAGE_MODULES = (
+    "todo_mcp.storage.engine",
+    "todo_mcp.storage.startup",
+    "aiosqlite",
+    "sqlalchemy.dialects.sqlite.aiosqlite",
+)
 
 Opener = Callable[[Settings], Awaitable["Database"]]
 
 
 def _import_storage() -> None:
+    """Import the storage layer, and run the deferred repository module (on its first attribute)."""
     for name in STORAGE_MODULES:
-        module = importlib.import_module(name)
-        getattr(module, "__name__", None)
+        importlib.import_module(name)
     from todo_mcp.tools.deferred import repository
 
-    getattr(repository, "get_task")  # noqa: B009 - the attribute access runs the deferred module
+    assert callable(repository.get_task)
 
 
 class EmbeddedStorage:
