@@ -19,7 +19,7 @@ from typing import Any
 from todo_mcp.change_models import Refusal, TaskChange, UndoResult
 from todo_mcp.errors import ChangeAlreadyUndone, ChangeNotFound, NothingUndone, RefusedTask
 from todo_mcp.storage.history import SHOWN, shown, task_change
-from todo_mcp.storage.ledger import document, snapshot
+from todo_mcp.storage.ledger import document
 from todo_mcp.storage.session import Row
 
 Snapshot = Mapping[str, Any]
@@ -198,8 +198,3 @@ def _refusal(verdict: Verdict) -> Refusal:
         current_version=now["version"],
         changed=changed,
     )
-
-
-def row_snapshot(row: Row | None) -> dict[str, Any] | None:
-    """The snapshot of a task row (None for none)."""
-    return snapshot(row) if row is not None else None
