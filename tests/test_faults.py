@@ -11,13 +11,12 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
-import asyncpg
 import httpx2
 import pytest
 from fastapi import FastAPI
 
 from tests.calls import Agent
-from tests.wired import Wire, open_wire
+from tests.wired import Wire, open_wire, rows_titled
 from todo_mcp.config import Settings
 from todo_mcp.web.app import create_app
 
@@ -38,17 +37,6 @@ async def _timed_failure(agent: Agent, tool: str, **arguments: object) -> tuple[
     started = time.monotonic()
     text = await agent.fail(tool, **arguments)
     return text, time.monotonic() - started
-
-
-async def _rows(pg_url: str, owner: str, title: str) -> int:
-    conn = await asyncpg.connect(pg_url.replace("postgresql+asyncpg://", "postgresql://"))
-    try:
-        count: int = await conn.fetchval(
-            "SELECT count(*) FROM tasks WHERE owner_id = $1 AND title = $2", owner, title
-        )
-    finally:
-        await conn.close()
-    return count
 
 
 async def test_a_black_holed_database_costs_each_call_one_timeout_and_says_what_happened(wire: Wire) -> None:
@@ -102,7 +90,7 @@ async def test_a_write_cut_off_after_sending_says_its_outcome_is_unknown(
     assert "nothing was changed" in listed
     # The safe retry finds the task the cut-off call made.
     assert (await agent.add("cut", client_request_id="cut-1"))["version"] == 1
-    assert await _rows(pg_url, owner, "cut") == 1
+    assert await rows_titled(pg_url, owner, "cut") == 1
     assert (await agent.get(task["id"]))["title"] == "renamed", "the cut-off update had been applied"
 
 

@@ -23,7 +23,7 @@ from mcp import Client
 from mcp.types import CallToolResult, GetPromptResult, ReadResourceResult, TextContent, TextResourceContents
 from sqlalchemy.engine import make_url
 
-from tests.wired import FAST_BACKOFF, Wire, open_wire, pool_of
+from tests.wired import FAST_BACKOFF, Wire, open_wire, plain_url, pool_of, rows_titled
 from tests.wireproxy import Measurement, Turn, WireProxy
 from todo_mcp.config import Settings
 from todo_mcp.identity import Actor
@@ -70,21 +70,6 @@ def _text(result: Result) -> str:
     block = result.content[0]
     assert isinstance(block, TextContent)
     return block.text
-
-
-def _plain(pg_url: str) -> str:
-    return pg_url.replace("postgresql+asyncpg://", "postgresql://")
-
-
-async def _rows_titled(pg_url: str, owner: str, title: str) -> int:
-    conn = await asyncpg.connect(_plain(pg_url))
-    try:
-        count: int = await conn.fetchval(
-            "SELECT count(*) FROM tasks WHERE owner_id = $1 AND title = $2", owner, title
-        )
-    finally:
-        await conn.close()
-    return count
 
 
 async def _nothing(session: Session) -> None:
@@ -412,7 +397,7 @@ async def test_every_tool_resource_and_prompt_costs_one_round_trip_when_warm(
     assert all(hot.count == 1 for _, _, hot in table), f"every warm operation must be one turn:\n{report}"
     assert wire.proxy.connections_opened == 1, f"one pooled connection served everything:\n{report}"
     # The retried client_request_id returned the first task instead of inserting another.
-    assert await _rows_titled(pg_url, owner, "Keyed") == 1
+    assert await rows_titled(pg_url, owner, "Keyed") == 1
 
 
 async def test_without_named_statements_a_warm_call_is_still_one_round_trip(
@@ -467,7 +452,7 @@ async def _hang_up(wire: Wire, pg_url: str, how: str) -> None:
     if how == "proxy":
         assert await wire.proxy.drop_all() == 1
     else:
-        admin = await asyncpg.connect(_plain(pg_url))
+        admin = await asyncpg.connect(plain_url(pg_url))
         try:
             # With a timeout, pg_terminate_backend waits until the backend has exited.
             terminated = await admin.fetch(
@@ -503,7 +488,7 @@ async def test_a_connection_closed_while_idle_is_replaced_without_failing_the_ca
     written = _data(await c.call_tool("add_task", {"title": "after the drop"}))
     assert _data(await c.call_tool("get_task", {"task_id": written["id"]}))["title"] == "after the drop"
     assert wire.proxy.connections_opened == opened + 1
-    assert await _rows_titled(pg_url, owner, "after the drop") == 1
+    assert await rows_titled(pg_url, owner, "after the drop") == 1
 
     # Both times the checkout check saw the closed connection locally; no call needed a retry.
     assert wire.invalidations == ["closed while idle"] * 2
@@ -536,7 +521,7 @@ async def test_a_connection_closed_after_checkout_but_before_sending_is_retried_
 
     assert written.task.title == "raced"
     assert attempts == 2
-    assert await _rows_titled(pg_url, owner, "raced") == 1
+    assert await rows_titled(pg_url, owner, "raced") == 1
     retries = [r for r in caplog.records if "retrying" in r.getMessage()]
     assert len(retries) == 1, caplog.text
 
@@ -553,7 +538,7 @@ async def test_a_write_cut_off_after_the_server_received_it_is_not_repeated(
     wire.proxy.cut_next_reply()
     cut = await c.call_tool("add_task", {"title": "cut off"})
     assert cut.is_error
-    assert await _rows_titled(pg_url, owner, "cut off") == 1
+    assert await rows_titled(pg_url, owner, "cut off") == 1
 
     # The safe retry is the caller's, with a client_request_id: it returns the task already made.
     # Prepared first on the new connection, so that the cut falls on the insert's own reply.
@@ -563,7 +548,7 @@ async def test_a_write_cut_off_after_the_server_received_it_is_not_repeated(
     assert cut.is_error
     again = _data(await c.call_tool("add_task", {"title": "cut off keyed", "client_request_id": key}))
     assert again["version"] == 1
-    assert await _rows_titled(pg_url, owner, "cut off keyed") == 1
+    assert await rows_titled(pg_url, owner, "cut off keyed") == 1
 
 
 async def test_a_database_that_refuses_new_connections_for_a_moment_is_waited_for(
@@ -576,7 +561,7 @@ async def test_a_database_that_refuses_new_connections_for_a_moment_is_waited_fo
     written = _data(await wire.client.call_tool("add_task", {"title": "after the restart"}))
     assert wire.proxy.refused == len(FAST_BACKOFF)
     assert written["title"] == "after the restart"
-    assert await _rows_titled(pg_url, owner, "after the restart") == 1
+    assert await rows_titled(pg_url, owner, "after the restart") == 1
     retries = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
     assert len(retries) == len(FAST_BACKOFF), retries
 
@@ -593,7 +578,7 @@ async def test_a_database_that_stays_unreachable_is_a_clear_error_and_changes_no
     assert "cannot be reached right now" in text, text
     assert "nothing was changed" in text
     assert wire.proxy.refused == len(FAST_BACKOFF) + 1
-    assert await _rows_titled(pg_url, owner, "never stored") == 0
+    assert await rows_titled(pg_url, owner, "never stored") == 0
     assert (
         _data(await wire.client.call_tool("add_task", {"title": "stored later"}))["title"] == "stored later"
     )

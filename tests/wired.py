@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import asyncpg
 from mcp import Client
 from sqlalchemy.engine import make_url
 
@@ -65,3 +66,20 @@ async def open_wire(
                 yield Wire(proxy, db, client, application_name)
         finally:
             await db.dispose()
+
+
+def plain_url(pg_url: str) -> str:
+    """The URL as asyncpg itself takes it (without SQLAlchemy's driver name)."""
+    return pg_url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+async def rows_titled(pg_url: str, owner: str, title: str) -> int:
+    """How many of `owner`'s tasks are titled `title`, counted directly in the database."""
+    conn = await asyncpg.connect(plain_url(pg_url))
+    try:
+        count: int = await conn.fetchval(
+            "SELECT count(*) FROM tasks WHERE owner_id = $1 AND title = $2", owner, title
+        )
+    finally:
+        await conn.close()
+    return count
