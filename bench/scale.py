@@ -103,7 +103,8 @@ def _fill_sql(big: int, users: int, per_user: int) -> str:
                        tags, version, created_at, updated_at, completed_at)
     SELECT owner, title, CASE WHEN {_draw(1, 3)} = 0 THEN 'notes for ' || title END,
            CASE WHEN done THEN 'completed' ELSE 'pending' END, 1 + {_draw(2, 4)},
-           CASE WHEN kind = 1 THEN day END,
+           CASE kind WHEN 1 THEN day WHEN 2 THEN (at AT TIME ZONE 'Europe/Paris')::date END,
+
            CASE WHEN kind = 2 THEN at END,
            CASE WHEN kind = 2 THEN 'Europe/Paris' END,
            CASE kind WHEN 0 THEN '9999-12-31 00:00+00'::timestamptz

@@ -140,6 +140,23 @@ async def test_sort_orders(agent: Agent) -> None:
     assert await agent.ids() == await agent.ids(sort="newest")
 
 
+async def test_a_due_filter_lists_soonest_first_unless_a_sort_is_given(agent: Agent) -> None:
+    ids = await _catalogue(agent)
+    by_id = {v: k for k, v in ids.items()}
+
+    async def names(**filters: Any) -> list[str]:
+        return [by_id[i] for i in await agent.ids(status="all", **filters)]
+
+    assert await names(due_after="2026-12-01") == ["milk", "plumber", "meeting", "report"]
+    assert await names(due_before="2026-12-24") == ["milk", "plumber", "meeting"]
+    assert await names(due_after="2026-12-20") == ["plumber", "meeting", "report"]
+    assert await names(due_after="2026-12-01", sort="newest") == ["meeting", "plumber", "report", "milk"]
+    assert await names(due_after="2026-12-01", sort="priority") == ["plumber", "meeting", "report", "milk"]
+    # Without a date there is nothing to order by: newest first, as with no filter.
+    assert await names(due="none", tag=None) == ["book"]
+    assert await agent.ids(due="none") == await agent.ids(due="none", sort="newest")
+
+
 # --- due windows ------------------------------------------------------------------------------------
 
 

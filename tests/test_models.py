@@ -188,7 +188,11 @@ def test_query_limits(fields: dict[str, Any], field: str) -> None:
 
 def test_query_defaults() -> None:
     query = TaskQuery()
-    assert (query.status, query.sort, query.limit, query.cursor) == ("pending", "newest", 20, None)
+    assert (query.status, query.order, query.limit, query.cursor) == ("pending", "newest", 20, None)
+    assert TaskQuery(due="today").order == "due"
+    assert TaskQuery(due_before="2026-12-24").order == "due"
+    assert TaskQuery(due="today", sort="priority").order == "priority"
+    assert TaskQuery(due="none").order == "newest"
 
 
 def test_patch_names_only_the_fields_it_was_given() -> None:

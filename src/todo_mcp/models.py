@@ -236,10 +236,32 @@ class TaskQuery(Input):
     due: Annotated[DueWindow, Field(description="Due window, computed in tz.")] | None = None
     due_before: DueText | None = None
     due_after: DueText | None = None
-    sort: Annotated[SortOrder, Field(description="due/priority: soonest first, undated last.")] = "newest"
+    sort: (
+        Annotated[
+            SortOrder,
+            Field(
+                description=(
+                    "due/priority: soonest first, undated last. Default: due with a due filter, else newest."
+                )
+            ),
+        ]
+        | None
+    ) = None
     limit: Annotated[int, Field(ge=1, le=PAGE_MAX)] = PAGE_DEFAULT
     cursor: Cursor | None = None
     tz: ZoneName | None = None
+
+    @property
+    def order(self) -> SortOrder:
+        """The order of the list: `sort`, else soonest due first under a due filter, else newest.
+
+        Tasks due in a window are read in the order of the index that bounds the window, so a
+        page costs the same for a user with a million tasks as for one with a thousand.
+        """
+        if self.sort is not None:
+            return self.sort
+        dated = (self.due is not None and self.due != "none") or self.due_before or self.due_after
+        return "due" if dated else "newest"
 
 
 # --- outputs -------------------------------------------------------------------------------------

@@ -80,7 +80,7 @@ def signed_keys(query: BaseModel, cursor: str, key: bytes, count: int) -> list[A
 def encode_cursor(query: TaskQuery, row: Mapping[str, Any], key: bytes) -> str:
     """The cursor that continues `query` after `row`, signed with `key`."""
     keys: list[Any] = []
-    for column, _ in SORTS[query.sort]:
+    for column, _ in SORTS[query.order]:
         value = row[column]
         keys.append(value.isoformat() if isinstance(value, datetime) else value)
     return sign_keys(query, keys, key)
@@ -88,7 +88,7 @@ def encode_cursor(query: TaskQuery, row: Mapping[str, Any], key: bytes) -> str:
 
 def decode_cursor(query: TaskQuery, cursor: str, key: bytes) -> list[Any]:
     """The sort key a cursor continues after; InvalidCursor unless this deployment made it for `query`."""
-    columns = SORTS[query.sort]
+    columns = SORTS[query.order]
     keys = signed_keys(query, cursor, key, len(columns))
     try:
         return [_key(column, value) for (column, _), value in zip(columns, keys, strict=True)]

@@ -65,7 +65,7 @@ def list_shape(sql: SqlDialect, query: TaskQuery, *, after: bool) -> ListShape:
         due=query.due,
         due_before=_bound(query.due_before),
         due_after=_bound(query.due_after),
-        sort=query.sort,
+        sort=query.order,
         after=after,
     )
 
@@ -129,7 +129,7 @@ def list_values(
             due = parse_due(text)
             values[f"due_{side}"] = due.day if due.at is None else due.at
             values[f"due_{side}_sort"] = _date_bound_instant(due.day, side)
-    for n, (key, (_, _, negated)) in enumerate(zip(after or (), _ordering(query.sort), strict=False)):
+    for n, (key, (_, _, negated)) in enumerate(zip(after or (), _ordering(query.order), strict=False)):
         values[f"key_{n}"] = -key if negated else key
     return values
 
@@ -203,8 +203,10 @@ def _due_window(window: DueWindow) -> list[sa.ColumnElement[bool]]:
     """A due window computed in the caller's zone: timed tasks by instant, all-day tasks by their date.
 
     Each window also bounds `due_sort`, which both kinds of task have, so that an index serves it.
+    The exact test is one CASE on the kind of task: PostgreSQL cannot estimate it, and assumes it
+    keeps a fair share of the rows, where an OR of the two kinds is estimated at a row or two and
+    makes it sort every task of the window to return the first page.
     """
-    timed, all_day = t.c.due_at.is_not(None), t.c.due_at.is_(None)
     today, now = _day("today"), _instant("now")
     start, end = _instant("day_start"), _instant("day_end")
     if window == "none":
@@ -213,28 +215,30 @@ def _due_window(window: DueWindow) -> list[sa.ColumnElement[bool]]:
         return [
             t.c.status == "pending",
             t.c.due_sort < _instant("sort_overdue"),
-            sa.or_(sa.and_(timed, t.c.due_at < now), sa.and_(all_day, t.c.due_date < today)),
+            _by_kind(t.c.due_at < now, t.c.due_date < today),
         ]
     if window == "today":
         return [
             t.c.due_sort >= _instant("sort_from"),
             t.c.due_sort <= _instant("sort_to"),
-            sa.or_(
-                sa.and_(timed, t.c.due_at >= start, t.c.due_at < end),
-                sa.and_(all_day, t.c.due_date == today),
-            ),
+            _by_kind(sa.and_(t.c.due_at >= start, t.c.due_at < end), t.c.due_date == today),
         ]
     if window == "overdue_or_today":
         return [
             t.c.status == "pending",
             t.c.due_sort <= _instant("sort_to"),
-            sa.or_(sa.and_(timed, t.c.due_at < end), sa.and_(all_day, t.c.due_date <= today)),
+            _by_kind(t.c.due_at < end, t.c.due_date <= today),
         ]
     return [  # upcoming: due after today
         t.c.due_date.is_not(None),
         t.c.due_sort >= _instant("sort_upcoming"),
-        sa.or_(sa.and_(timed, t.c.due_at >= end), sa.and_(all_day, t.c.due_date > today)),
+        _by_kind(t.c.due_at >= end, t.c.due_date > today),
     ]
+
+
+def _by_kind(timed: sa.ColumnElement[bool], all_day: sa.ColumnElement[bool]) -> sa.ColumnElement[bool]:
+    """`timed` for a task due at an instant, `all_day` for one due on a date (NULL, so false, if undated)."""
+    return sa.case((t.c.due_at.is_(None), all_day), else_=timed)
 
 
 def statement_for(sql: SqlDialect, query: TaskQuery, *, after: bool) -> Statement:
