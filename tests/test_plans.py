@@ -1,4 +1,4 @@
-"""Plans that stay good for every user on a shared connection.
+"""Plans that stay good for every user on a shared connection, and writes that keep theirs.
 
 PostgreSQL may switch a prepared statement to a generic plan after five executions, a plan made
 without the values, and keep it for every later caller on that connection. The server asks for
@@ -21,12 +21,13 @@ from sqlalchemy.engine import make_url
 
 from tests.pgbouncer import running_pgbouncer
 from todo_mcp.due import zone_info
+from todo_mcp.identity import Actor
 from todo_mcp.models import TaskQuery
 from todo_mcp.storage import repository
 from todo_mcp.storage.backends import Connector
 from todo_mcp.storage.engine import Database
 from todo_mcp.storage.filters import list_values, statement_for
-from todo_mcp.storage.session import PostgresSession, Session
+from todo_mcp.storage.session import PostgresSession, Session, planned_per_call
 from todo_mcp.storage.url import parse_database_url
 
 pytestmark = pytest.mark.anyio
@@ -65,6 +66,7 @@ async def population(pg_url: str) -> str:
     return run
 
 
+@planned_per_call  # read on the connection that ran the list queries
 async def _plans(session: Session) -> list[tuple[int, int]]:
     """(generic plans, custom plans) of each statement on this connection that filters by tag."""
     assert isinstance(session, PostgresSession)
@@ -109,6 +111,37 @@ async def test_a_connection_warmed_by_small_users_plans_the_big_users_query_for_
     assert sum(custom for _, custom in plans) >= 11
 
 
+async def test_writes_by_id_keep_the_plan_postgresql_settles_on(pg_url: str, population: str) -> None:
+    """Completing by id is planned for its first calls only: planning every call costs more than a run."""
+    database = Database.open(parse_database_url(pg_url), pool_size=1)
+    actor = Actor(f"{population}-small-1", via="complete_task")
+    try:
+        page = await database.run(
+            repository.list_tasks,
+            owner=actor.owner,
+            query=TaskQuery(limit=12),
+            default_tz="UTC",
+            cursor_key=database.cursor_key,
+        )
+        for task in page.tasks:
+            await database.run(repository.complete_tasks, actor=actor, ids=[task.id], default_tz="UTC")
+        plans = await database.run(_write_plans)
+    finally:
+        await database.dispose()
+    assert plans, "the completion was not run as a prepared statement"
+    assert sum(generic for generic, _ in plans) >= 6, plans
+
+
+async def _write_plans(session: Session) -> list[tuple[int, int]]:
+    """(generic plans, custom plans) of each UPDATE on this connection."""
+    assert isinstance(session, PostgresSession)
+    rows = await session.conn.fetch(
+        "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+        "WHERE statement LIKE '%UPDATE tasks%' AND statement NOT LIKE '%pg_prepared_statements%'"
+    )
+    return [(row["generic_plans"], row["custom_plans"]) for row in rows]
+
+
 async def test_control_without_custom_plans_the_same_warm_up_gives_a_generic_plan(
     pg_url: str, population: str
 ) -> None:
@@ -148,7 +181,9 @@ async def test_a_pooler_that_refuses_the_plan_setting_still_connects_and_says_ho
     assert "ALTER ROLE" in warnings[0]
 
 
+@planned_per_call  # on the connections that ask for custom plans
 async def _select_one(session: Session) -> Any:
+
     assert isinstance(session, PostgresSession)
     return await session.conn.fetchval("SELECT 1")
 

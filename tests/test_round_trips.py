@@ -23,7 +23,7 @@ from mcp import Client
 from mcp.types import CallToolResult, GetPromptResult, ReadResourceResult, TextContent, TextResourceContents
 from sqlalchemy.engine import make_url
 
-from tests.wired import FAST_BACKOFF, Wire, open_wire, plain_url, pool_of, rows_titled
+from tests.wired import FAST_BACKOFF, Wire, list_pool_of, open_wire, plain_url, pool_of, rows_titled
 from tests.wireproxy import Measurement, Turn, WireProxy
 from todo_mcp.config import Settings
 from todo_mcp.identity import Actor
@@ -76,15 +76,21 @@ async def _nothing(session: Session) -> None:
     return None
 
 
-async def _pooled_connection_closed(db: Database) -> anyio.Event:
-    """An event set when the (idle) pooled connection's driver learns that its socket closed."""
+async def _pooled_connections_closed(db: Database) -> tuple[int, anyio.Event]:
+    """How many connections are pooled (idle), and an event set when every driver learns its socket closed."""
     closed = anyio.Event()
     if not pool_of(db).idle():
         await db.run(_nothing)  # opens the pooled connection
-    (driver,) = pool_of(db).idle()
-    assert not driver.is_closed()
-    driver.add_termination_listener(lambda _connection: closed.set())
-    return closed
+    # A connection already dropped stays idle until a call checks it out (and replaces it).
+    drivers = [driver for driver in (*pool_of(db).idle(), *list_pool_of(db).idle()) if not driver.is_closed()]
+
+    def noticed(_connection: object) -> None:
+        if all(driver.is_closed() for driver in drivers):
+            closed.set()
+
+    for driver in drivers:
+        driver.add_termination_listener(noticed)
+    return len(drivers), closed
 
 
 # --- the instrument -----------------------------------------------------------------------------------
@@ -395,7 +401,11 @@ async def test_every_tool_resource_and_prompt_costs_one_round_trip_when_warm(
 
     report = "\n".join(f"{label:38} warm-up {warm.count:2}  measured {hot}" for label, warm, hot in table)
     assert all(hot.count == 1 for _, _, hot in table), f"every warm operation must be one turn:\n{report}"
-    assert wire.proxy.connections_opened == 1, f"one pooled connection served everything:\n{report}"
+    # One connection for the list queries (planned per call), one for everything else.
+    assert wire.proxy.connections_opened == 2, (
+        f"one pooled connection of each kind served everything:\n{report}"
+    )
+
     # The retried client_request_id returned the first task instead of inserting another.
     assert await rows_titled(pg_url, owner, "Keyed") == 1
 
@@ -447,10 +457,10 @@ async def test_on_a_new_connection_each_operation_adds_only_one_turn_to_prepare(
 
 
 async def _hang_up(wire: Wire, pg_url: str, how: str) -> None:
-    """Close the idle pooled connection from the far side and wait until the driver has noticed."""
-    closed = await _pooled_connection_closed(wire.db)
+    """Close the idle pooled connections from the far side and wait until their drivers have noticed."""
+    pooled, closed = await _pooled_connections_closed(wire.db)
     if how == "proxy":
-        assert await wire.proxy.drop_all() == 1
+        assert await wire.proxy.drop_all() == pooled
     else:
         admin = await asyncpg.connect(plain_url(pg_url))
         try:
@@ -462,7 +472,8 @@ async def _hang_up(wire: Wire, pg_url: str, how: str) -> None:
             )
         finally:
             await admin.close()
-        assert [row["done"] for row in terminated] == [True]
+        assert [row["done"] for row in terminated] == [True] * pooled
+
     with anyio.fail_after(10):
         await closed.wait()
 

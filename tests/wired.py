@@ -40,9 +40,15 @@ class Wire:
 
 
 def pool_of(db: Database) -> Pool:
-    """The server's own PostgreSQL pool."""
+    """The server's own PostgreSQL pool (for every statement but list queries)."""
     assert isinstance(db.backend, PostgresBackend)
     return db.backend.pool
+
+
+def list_pool_of(db: Database) -> Pool:
+    """The server's PostgreSQL pool for list queries (planned per call)."""
+    assert isinstance(db.backend, PostgresBackend)
+    return db.backend.list_pool
 
 
 @asynccontextmanager

@@ -24,10 +24,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Asked for at connection start-up: a prepared statement is planned for the values of each call.
-# Otherwise PostgreSQL may settle on a generic plan after five calls, made for whichever user's
-# values came first, and keep it for every user on that connection (a user with a million tasks
-# then pays for a plan made for a user with a hundred).
+# Asked for at start-up by the connections that serve list queries: a prepared statement is
+# planned for the values of each call. Otherwise PostgreSQL may settle on a generic plan after five
+# calls, made for whichever user's values came first, and keep it for every user on that
+# connection (a user with a million tasks then pays for a plan made for a user with a hundred).
 CUSTOM_PLANS = {"plan_cache_mode": "force_custom_plan"}
 
 
@@ -54,8 +54,11 @@ class Lease:
 class Backend(Protocol):
     """Lends sessions; see the module docstring."""
 
-    async def checkout(self, wait: float) -> Lease:
-        """A session, waiting at most `wait` seconds for a pooled connection to be free."""
+    async def checkout(self, wait: float, *, per_call_plans: bool = False) -> Lease:
+        """A session, waiting at most `wait` seconds for a pooled connection to be free.
+
+        With `per_call_plans`, on a connection that plans each statement for its values.
+        """
 
     async def release(self, lease: Lease) -> None:
         """Take back a healthy session."""
@@ -75,7 +78,7 @@ class Backend(Protocol):
 
 @dataclass
 class Connector:
-    """Opens asyncpg connections that ask for custom plans.
+    """Opens asyncpg connections, asking for custom plans on those that serve list queries.
 
     A pooler may refuse the start-up parameter (PgBouncer accepts only a few); the first refusal is
     logged, remembered, and the connection opened without it.
@@ -83,11 +86,11 @@ class Connector:
 
     custom_plans: bool = True
 
-    async def __call__(self, **kwargs: Any) -> asyncpg.Connection:
-        """`asyncpg.connect` with these arguments, plus the plan setting while it is accepted."""
+    async def __call__(self, *, per_call_plans: bool = True, **kwargs: Any) -> asyncpg.Connection:
+        """`asyncpg.connect` with these arguments, plus the plan setting if asked and still accepted."""
         import asyncpg
 
-        if self.custom_plans:
+        if per_call_plans and self.custom_plans:
             settings = {**kwargs.get("server_settings", {}), **CUSTOM_PLANS}
             try:
                 return await asyncpg.connect(**{**kwargs, "server_settings": settings})
@@ -106,7 +109,11 @@ class Connector:
 
 
 class PostgresBackend:
-    """The server's own pool of asyncpg connections (see `todo_mcp.storage.pool`)."""
+    """The server's own pools of asyncpg connections (see `todo_mcp.storage.pool`).
+
+    `pool` serves every statement that finds its rows by id, keeping the plans PostgreSQL makes;
+    `list_pool` serves the operations marked `planned_per_call`. Each holds up to `pool_size`.
+    """
 
     def __init__(self, target: DatabaseTarget, pool_size: int, connector: Connector | None = None) -> None:
         url = target.url
@@ -120,22 +127,29 @@ class PostgresBackend:
             **target.connect_args,
         )
         self.pool = Pool(self._open, pool_size, named=target.named_statements)
+        self.list_pool = Pool(self._open_for_lists, pool_size, named=target.named_statements)
 
     async def _open(self) -> asyncpg.Connection:
-        return await self.connector(**self._kwargs)
+        return await self.connector(per_call_plans=False, **self._kwargs)
 
-    async def checkout(self, wait: float) -> Lease:
+    async def _open_for_lists(self) -> asyncpg.Connection:
+        return await self.connector(per_call_plans=True, **self._kwargs)
+
+    async def checkout(self, wait: float, *, per_call_plans: bool = False) -> Lease:
         """A pooled connection (no round trip unless a new one must be opened)."""
-        conn = await self.pool.acquire(wait)
-        return Lease(PostgresSession(conn.raw, conn.prepared), conn)
+        pool = self.list_pool if per_call_plans else self.pool
+        conn = await pool.acquire(wait)
+        return Lease(PostgresSession(conn.raw, conn.prepared), (pool, conn))
 
     async def release(self, lease: Lease) -> None:
-        """Back into the pool."""
-        self.pool.release(lease.handle)
+        """Back into its pool."""
+        pool, conn = lease.handle
+        pool.release(conn)
 
     async def discard(self, lease: Lease, reason: str) -> None:
         """Terminated at once (no goodbye to the server: it may be gone)."""
-        self.pool.discard(lease.handle, reason)
+        pool, conn = lease.handle
+        pool.discard(conn, reason)
 
     def fault(self, error: BaseException) -> Fault | None:
         """Asyncpg refuses to send on a closed connection; any other connection error came after."""
@@ -160,8 +174,9 @@ class PostgresBackend:
         self.pool.release(conn)
 
     async def dispose(self) -> None:
-        """Close the pool."""
+        """Close both pools."""
         await self.pool.close()
+        await self.list_pool.close()
 
 
 class SqliteBackend:
@@ -170,8 +185,8 @@ class SqliteBackend:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    async def checkout(self, wait: float) -> Lease:
-        """A pooled SQLAlchemy connection."""
+    async def checkout(self, wait: float, *, per_call_plans: bool = False) -> Lease:
+        """A pooled SQLAlchemy connection (SQLite plans every statement as it runs)."""
         conn: AsyncConnection = await self.engine.connect()
         return Lease(SqliteSession(conn), conn)
 

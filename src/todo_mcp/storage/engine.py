@@ -38,7 +38,7 @@ from todo_mcp.errors import (
 )
 from todo_mcp.storage.backends import Backend, Connector, Fault, Lease, PostgresBackend, SqliteBackend
 from todo_mcp.storage.pool import PoolTimeout
-from todo_mcp.storage.session import Session
+from todo_mcp.storage.session import PLANNED_PER_CALL, Session
 from todo_mcp.storage.url import DatabaseTarget
 
 log = logging.getLogger(__name__)
@@ -132,8 +132,9 @@ class Database:
         **kwargs: P.kwargs,
     ) -> T:
         """Run one repository operation on a pooled autocommit connection, within the statement timeout."""
+        per_call_plans = operation in PLANNED_PER_CALL
         for attempt in (1, 2):
-            lease = await self._checkout()
+            lease = await self._checkout(per_call_plans)
             try:
                 with anyio.fail_after(self.statement_timeout):
                     result = await operation(lease.session, *args, **kwargs)
@@ -171,14 +172,14 @@ class Database:
         with anyio.CancelScope(shield=True), anyio.move_on_after(1):
             await self.backend.discard(lease, reason)
 
-    async def _checkout(self) -> Lease:
+    async def _checkout(self, per_call_plans: bool) -> Lease:
         """A pooled connection; opening a new one is retried with backoff (a waking Neon compute).
 
         Nothing has been sent when opening fails, so retrying cannot repeat a write.
         """
         for delay in (*self.connect_backoff, None):
             try:
-                return await self.backend.checkout(self.statement_timeout)
+                return await self.backend.checkout(self.statement_timeout, per_call_plans=per_call_plans)
             except (PoolTimeout, exc.TimeoutError):
                 raise DatabaseUnavailable(
                     f"every pooled connection stayed busy for {self.statement_timeout:g} s"

@@ -19,7 +19,7 @@ from todo_mcp.storage import writes
 from todo_mcp.storage.cursor import decode_cursor, encode_cursor
 from todo_mcp.storage.filters import list_values, statement_for, visible
 from todo_mcp.storage.history import list_changes
-from todo_mcp.storage.session import Session, first
+from todo_mcp.storage.session import Session, first, planned_per_call
 from todo_mcp.storage.statements import built, param
 from todo_mcp.storage.table import ID_MAX, task_from_row, tasks_table
 from todo_mcp.storage.undo import undo_changes
@@ -61,6 +61,7 @@ async def get_task(session: Session, *, owner: str, task_id: int) -> Task:
     return task_from_row(row)
 
 
+@planned_per_call
 async def list_tasks(
     session: Session, *, owner: str, query: TaskQuery, default_tz: str, cursor_key: bytes
 ) -> TaskPage:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import anyio
 from sqlalchemy.engine import CursorResult
@@ -26,6 +26,23 @@ if TYPE_CHECKING:
 Row = Mapping[str, Any]
 # Prepared statements kept per PostgreSQL connection; the repository has far fewer shapes.
 PREPARED_PER_CONNECTION = 256
+
+Operation = TypeVar("Operation", bound=Callable[..., Any])
+# Operations whose best plan depends on their values; see `planned_per_call`.
+PLANNED_PER_CALL: set[Callable[..., Any]] = set()
+
+
+def planned_per_call(operation: Operation) -> Operation:
+    """Mark a repository operation whose statements PostgreSQL must plan for each call's values.
+
+    A list query's best plan depends on whose tasks it reads (a user with a million tasks or with
+    a hundred) and on how rare its tag or words are; such operations run on connections that ask
+    for a custom plan every time. Every other statement finds its rows by id, where the plan
+    PostgreSQL settles on after five calls is as good, and planning again would cost more than
+    running it (a completion: 2.9 ms planned per call, 0.7 ms with its plan kept).
+    """
+    PLANNED_PER_CALL.add(operation)
+    return operation
 
 
 class Session(Protocol):
