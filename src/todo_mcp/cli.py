@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import socket
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 from todo_mcp import __version__
 from todo_mcp.config import Settings, is_loopback_host, load_settings, unknown_settings
 from todo_mcp.errors import ConfigError, DatabaseUnavailable, describe_db_error
+from todo_mcp.web.loop import fast_event_loop
 
 if TYPE_CHECKING:
     from todo_mcp.auth.verifier import TokenVerifier
@@ -101,14 +103,14 @@ def _fail(message: str, code: int = 1) -> NoReturn:
     raise SystemExit(code)
 
 
-def _run_guarded(coro: Coroutine[Any, Any, None]) -> None:
-    """Run `coro`; the expected failures become one line on stderr and a non-zero exit.
+def _run_guarded(coro: Coroutine[Any, Any, None], *, fast: bool = False) -> None:
+    """Run `coro` (on uvloop's event loop if `fast` and it is there); expected failures become one line.
 
-    The command line's words for errors: a configuration problem exits with 2, a database that
-    cannot be reached or used with 1.
+    A configuration problem exits with 2, a database that cannot be reached or used with 1.
     """
     try:
-        asyncio.run(coro)
+        with asyncio.Runner(loop_factory=fast_event_loop() if fast else None) as runner:
+            runner.run(coro)
     except ConfigError as error:
         _fail(str(error), 2)
     except DatabaseUnavailable as error:
@@ -258,7 +260,7 @@ async def _serve_http(args: argparse.Namespace, settings: Settings, verifier: To
     import uvicorn
 
     from todo_mcp.web.app import create_app
-    from todo_mcp.web.http11 import BoundedH11Protocol
+    from todo_mcp.web.http11 import BoundedHttpProtocol
 
     listener = _listening_socket(args.host, args.port)
     database = await _open_database(settings)
@@ -273,11 +275,13 @@ async def _serve_http(args: argparse.Namespace, settings: Settings, verifier: To
         )
     else:
         log.info("serving %s for tokens from %s", settings.public_url, settings.auth_jwks_url)
+    gc.freeze()  # what start-up made lives as long as the process: no later collection walks it
+
     config = uvicorn.Config(
         app,
         host=args.host,
         port=args.port,
-        http=BoundedH11Protocol.with_header_timeout(settings.http_read_timeout),
+        http=BoundedHttpProtocol.bounded(settings.http_read_timeout),
         log_config=None,
         log_level=settings.log_level.lower(),
         server_header=False,
@@ -389,6 +393,7 @@ def _main(argv: Sequence[str] | None) -> None:
         _run_guarded(_prune(settings, args.days))
     elif args.command == "serve":
         verifier = _verifier(args, settings)
-        _run_guarded(_serve_http(args, settings, verifier))
+        _run_guarded(_serve_http(args, settings, verifier), fast=True)
+
     else:
         _run_guarded(_serve_stdio(settings))
