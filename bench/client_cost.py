@@ -16,63 +16,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import httpx2
 from mcp import Client
 
+from bench.bare import bare_server, running
 from bench.rawclient import RawClient
 from bench.report import ROOT, write_section
 from tests.http_helpers import SCRIPT, clean_env, free_port
 
-BARE_SERVER = '''
-import json, sys
-from typing import Any
-import uvicorn
-from mcp.server import MCPServer
-
-PAGE = json.loads(open(sys.argv[1]).read())
-mcp = MCPServer("bare")
-
-@mcp.tool()
-async def list_tasks() -> dict[str, Any]:
-    """The same page, as a plain dict."""
-    return PAGE
-
-uvicorn.run(mcp.streamable_http_app(), host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
-'''
-
-
-@contextmanager
-def _process(args: list[str], env: dict[str, str], port: int) -> Iterator[None]:
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                httpx2.post(f"http://127.0.0.1:{port}/mcp", json={}, timeout=1)
-                break
-            except httpx2.TransportError:
-                time.sleep(0.05)  # polling interval of a bounded start-up wait
-        else:
-            raise RuntimeError(f"{args[0]} did not listen on {port} within 30 s")
-        yield
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+ROUNDS = 5
+OURS = "todo-ledger list_tasks"
+BARE = "bare MCPServer, same page as a dict"
 
 
 async def _median_ms(call: Callable[[], Awaitable[Any]], calls: int) -> float:
@@ -86,28 +52,35 @@ async def _median_ms(call: Callable[[], Awaitable[Any]], calls: int) -> float:
     return statistics.median(times)
 
 
-async def _overhead(port: int, calls: int) -> tuple[float, float]:
-    """(raw client median, SDK client median) of list_tasks on the server at `port`, in ms."""
-    raw = await RawClient("127.0.0.1", port, modern=True).connect()
+class Clients:
+    """A raw client and an SDK client of one server, both connected for the whole run."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.stack = AsyncExitStack()
+        self.raw = RawClient("127.0.0.1", port, modern=True)
+        self.sdk = Client(f"http://127.0.0.1:{port}/mcp")
+
+    async def __aenter__(self) -> Clients:
+        await self.raw.connect()
+        self.stack.push_async_callback(self.raw.close)
+        await self.stack.enter_async_context(self.sdk)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stack.aclose()
+
+    async def medians(self, calls: int) -> tuple[float, float]:
+        """(raw client median, SDK client median) of `calls` list_tasks calls each, in ms."""
+        raw_ms = await _median_ms(lambda: self.raw.call_tool("list_tasks", {}), calls)
+        sdk_ms = await _median_ms(lambda: self.sdk.call_tool("list_tasks", {}), calls)
+        return raw_ms, sdk_ms
+
+
+async def _seed(port: int) -> dict[str, Any]:
+    """25 tasks added to todo-ledger, and its first page."""
+    seed = await RawClient("127.0.0.1", port, modern=True).connect()
     try:
-        raw_ms = await _median_ms(lambda: raw.call_tool("list_tasks", {}), calls)
-    finally:
-        await raw.close()
-    async with Client(f"http://127.0.0.1:{port}/mcp") as sdk:
-        sdk_ms = await _median_ms(lambda: sdk.call_tool("list_tasks", {}), calls)
-    return raw_ms, sdk_ms
-
-
-async def measure(calls: int, workdir: Path) -> dict[str, tuple[float, float]]:
-    """Seed todo-ledger with 25 tasks, take its first page, then time both servers."""
-    ours_port, bare_port = free_port(), free_port()
-    env = clean_env(
-        TODO_MCP_DATA_DIR=str(workdir / "data"),
-        TODO_MCP_RATE_LIMIT_PER_MINUTE="0",
-        TODO_MCP_LOG_LEVEL="WARNING",
-    )
-    with _process([str(SCRIPT), "serve", "--no-auth", "--port", str(ours_port)], env, ours_port):
-        seed = await RawClient("127.0.0.1", ours_port, modern=True).connect()
         for n in range(25):
             await seed.call_tool(
                 "add_task",
@@ -119,40 +92,67 @@ async def measure(calls: int, workdir: Path) -> dict[str, tuple[float, float]]:
                     "due": f"2026-12-{1 + n % 28:02d}",
                 },
             )
-        page = await seed.call_tool("list_tasks", {})
+        return await seed.call_tool("list_tasks", {})
+    finally:
         await seed.close()
-        results = {"todo-ledger list_tasks": await _overhead(ours_port, calls)}
-    page_file = workdir / "page.json"
-    page_file.write_text(json.dumps(page))
-    script = workdir / "bare.py"
-    script.write_text(BARE_SERVER)
-    with _process([sys.executable, str(script), str(page_file), str(bare_port)], dict(os.environ), bare_port):
-        results["bare MCPServer, same page as a dict"] = await _overhead(bare_port, calls)
-    return results
 
 
-def render(results: dict[str, tuple[float, float]], *, calls: int, command: str) -> str:
-    (ours_raw, ours_sdk), (bare_raw, bare_sdk) = results.values()
-    ratio = (ours_sdk - ours_raw) / (bare_sdk - bare_raw)
+Medians = tuple[float, float]
+
+
+async def measure(calls: int, workdir: Path) -> dict[str, list[Medians]]:
+    """Seed todo-ledger with 25 tasks, serve its first page from the bare server too, then time
+    both servers in alternating rounds (both run all along, so a shared machine's drift cancels)."""
+    ours_port, bare_port = free_port(), free_port()
+    env = clean_env(
+        TODO_MCP_DATA_DIR=str(workdir / "data"),
+        TODO_MCP_RATE_LIMIT_PER_MINUTE="0",
+        TODO_MCP_LOG_LEVEL="WARNING",
+    )
+    rounds: dict[str, list[Medians]] = {OURS: [], BARE: []}
+    with running([str(SCRIPT), "serve", "--no-auth", "--port", str(ours_port)], env, ours_port):
+        page = await _seed(ours_port)
+        with bare_server(page, workdir, bare_port, dict(os.environ)):
+            async with Clients(ours_port) as ours, Clients(bare_port) as bare:
+                for _ in range(ROUNDS):
+                    rounds[OURS].append(await ours.medians(calls // ROUNDS))
+                    rounds[BARE].append(await bare.medians(calls // ROUNDS))
+    return rounds
+
+
+def _adds(medians: Medians) -> float:
+    raw, sdk = medians
+    return sdk - raw
+
+
+def render(rounds: dict[str, list[Medians]], *, calls: int, command: str) -> str:
+    ratios = [_adds(ours) / _adds(bare) for ours, bare in zip(rounds[OURS], rounds[BARE], strict=True)]
     lines = [
         "## What the SDK client adds per call",
         "",
         f"Produced by `{command}` (from the repository root) on {datetime.now(UTC):%Y-%m-%d}.",
         "",
         "The official Python SDK client validates each structured result against the tool's output",
-        "schema. Median of "
-        f"{calls} sequential list_tasks calls (a page of 20 tasks) over Streamable HTTP on loopback,",
+        "schema. Sequential list_tasks calls (a page of 20 tasks) over Streamable HTTP on loopback,",
         "with the SDK client and with a raw JSON-RPC client (`bench/rawclient.py`); what the SDK adds",
-        "is the difference. The bare server returns the same page as a plain dict. Goal: at most 1.5×.",
+        "is the difference of their medians. The bare server (`bench/bare.py`) returns the same page as",
+        f"a plain dict. Both servers run side by side and are timed in {ROUNDS} alternating rounds of",
+        f"{calls // ROUNDS} calls per client, so that a shared machine's drift cancels; the figures are",
+        "medians over the rounds. Goal: at most 1.5×.",
         "",
         "| server | raw client (ms) | SDK client (ms) | SDK adds (ms) |",
         "|---|---:|---:|---:|",
     ]
-    for name, (raw, sdk) in results.items():
-        lines.append(f"| {name} | {raw:.2f} | {sdk:.2f} | {sdk - raw:.2f} |")
+    for name, medians in rounds.items():
+        raw = statistics.median(r for r, _ in medians)
+        sdk = statistics.median(s for _, s in medians)
+        adds = statistics.median(_adds(m) for m in medians)
+        lines.append(f"| {name} | {raw:.2f} | {sdk:.2f} | {adds:.2f} |")
+    shown = ", ".join(f"{ratio:.2f}" for ratio in ratios)
     lines += [
         "",
-        f"What the SDK adds for todo-ledger ÷ for the bare server: **{ratio:.2f}**.",
+        f"What the SDK adds for todo-ledger ÷ for the bare server: **{statistics.median(ratios):.2f}**",
+        f"(median of the rounds: {shown}).",
         "",
         f"Environment: Python {platform.python_version()}, mcp {version('mcp')}, {os.cpu_count()} CPUs.",
         "",
@@ -166,9 +166,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", default="docs/benchmarks.md", help="markdown file to update; - for none")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as workdir:
-        results = asyncio.run(measure(args.calls, Path(workdir)))
+        rounds = asyncio.run(measure(args.calls, Path(workdir)))
     shown = ["python -m bench.client_cost", *(argv if argv is not None else sys.argv[1:])]
-    report = render(results, calls=args.calls, command=" ".join(shown))
+    report = render(rounds, calls=args.calls, command=" ".join(shown))
     print(report)
     if args.output != "-":
         write_section("client-cost", report, ROOT / args.output)
