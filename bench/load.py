@@ -209,6 +209,13 @@ def completer(ids: list[int]) -> Call:
     return complete
 
 
+async def ping_and_list(port: int, seconds: float) -> tuple[float, float]:
+    """Calls/s of MCP ping and of list_tasks on the server at `port`, in alternating windows
+    (`seconds` each in all), after 2 s of list_tasks to warm it (connections opened, statements prepared)."""
+    await rate(port, list_page, 2, [None])
+    return await alternating((port, ping, [None]), (port, list_page, [None]), seconds * 2)
+
+
 async def first_page(port: int) -> dict[str, Any]:
     """The structured content of list_tasks (its first page) on the server at `port`."""
     client = await RawClient("127.0.0.1", port).connect()
@@ -305,8 +312,7 @@ async def bare_ratio(page: dict[str, Any], seconds: float) -> tuple[float, float
     """Calls/s of MCP ping and of a tools/call returning `page` on a bare MCPServer (`bench.bare`)."""
     port = free_port()
     with tempfile.TemporaryDirectory() as workdir, bare_server(page, Path(workdir), port, dict(os.environ)):
-        await rate(port, list_page, 2, [None])
-        return await alternating((port, ping, [None]), (port, list_page, [None]), seconds * 2)
+        return await ping_and_list(port, seconds)
 
 
 # --- the run -----------------------------------------------------------------------------------------
@@ -318,8 +324,7 @@ async def measure_no_auth(url: str, seconds: float, figures: Figures) -> None:
         proxy_url = proxy.url(upstream.database or "")
         env = server_env(proxy_url, TODO_MCP_USER_ID=LOCAL_USER)
         async with serving(env, "--no-auth") as port:
-            await rate(port, list_page, 2, [None])  # warm: connections opened, statements prepared
-            pinged, listed = await alternating((port, ping, [None]), (port, list_page, [None]), seconds * 2)
+            pinged, listed = await ping_and_list(port, seconds)
             figures.values["ping calls/s, via the proxy"] = pinged
             figures.values["list_tasks calls/s, via the proxy"] = listed
             figures.values["ping median, one caller (ms)"] = await sequential_median(port, ping, 200)
@@ -359,8 +364,7 @@ async def measure_direct(url: str, seconds: float, figures: Figures) -> None:
     """Ping and list_tasks calls/s on a server whose database is reached directly: at no added
     delay the proxy is only a cost to the load generator's process, on the same two cores."""
     async with serving(server_env(url, TODO_MCP_USER_ID=LOCAL_USER), "--no-auth") as port:
-        await rate(port, list_page, 2, [None])
-        pinged, listed = await alternating((port, ping, [None]), (port, list_page, [None]), seconds * 2)
+        pinged, listed = await ping_and_list(port, seconds)
         figures.values["ping calls/s"] = pinged
         figures.values["list_tasks calls/s"] = listed
 
