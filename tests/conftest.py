@@ -19,6 +19,8 @@ import pytest
 from mcp import Client
 from mcp.server import MCPServer
 
+from tests.forged_tokens import Keys, make_keys
+from tests.jwks_server import JWKSServer, running_jwks
 from todo_mcp.config import Settings, load_settings
 from todo_mcp.identity import Principal, local_identity
 from todo_mcp.storage.engine import Database
@@ -97,6 +99,19 @@ async def database(target: DatabaseTarget) -> AsyncIterator[Database]:
         yield db
     finally:
         await db.dispose()
+
+
+@pytest.fixture(scope="module")
+def keys() -> Keys:
+    """Signing keys (Ed25519, P-256, RSA, and a rogue key that is never published), new per module."""
+    return make_keys()
+
+
+@pytest.fixture
+def jwks(keys: Keys) -> Iterator[JWKSServer]:
+    """A JWKS endpoint on a loopback port publishing `keys`, for one test."""
+    with running_jwks(keys.published) as server:
+        yield server
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -16,7 +16,7 @@ import anyio.to_thread
 import jwt
 import pytest
 
-from tests.forged_tokens import ATTACKS, Keys, make_keys
+from tests.forged_tokens import ATTACKS, Keys
 from tests.jwks_server import (
     OAUTH_ISSUER,
     ORIGIN,
@@ -26,7 +26,6 @@ from tests.jwks_server import (
     access_token_claims,
     jwt_plugin_claims,
     make_key,
-    running_jwks,
 )
 from todo_mcp.auth.errors import AuthError
 from todo_mcp.auth.jwks import JWKSCache
@@ -39,17 +38,6 @@ pytestmark = pytest.mark.anyio
 
 USER = "Vn3ZpdEC6Kc7tFPUArbPLdWPyXlqVXST"
 ALGORITHMS = ("EdDSA", "ES256", "RS256")
-
-
-@pytest.fixture(scope="module")
-def keys() -> Keys:
-    return make_keys()
-
-
-@pytest.fixture
-def jwks(keys: Keys) -> Iterator[JWKSServer]:
-    with running_jwks(keys.published) as server:
-        yield server
 
 
 @asynccontextmanager

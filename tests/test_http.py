@@ -19,6 +19,7 @@ import pytest
 from mcp.client.sse import sse_client
 from mcp.shared.exceptions import MCPError
 
+from tests.forged_tokens import Keys
 from tests.http_helpers import (
     MCP_POST_HEADERS,
     MODERN,
@@ -40,7 +41,7 @@ from tests.http_helpers import (
     structured,
     via,
 )
-from tests.jwks_server import OAUTH_ISSUER, JWKSServer, SigningKey, make_key, running_jwks
+from tests.jwks_server import OAUTH_ISSUER, make_key, running_jwks
 from todo_mcp.tools import records
 
 pytestmark = pytest.mark.anyio
@@ -49,12 +50,6 @@ CORS_ORIGIN = "https://app.example.test"
 PER_USER_LIMIT = 40
 EXTRA_HOST = "todo.internal"
 APP_NAME = f"todo-ledger-http-{uuid.uuid4().hex[:8]}"
-
-
-@dataclass(frozen=True)
-class Keys:
-    ed: SigningKey
-    es: SigningKey
 
 
 @dataclass(frozen=True)
@@ -83,30 +78,20 @@ class Env:
 
 
 @pytest.fixture(scope="module")
-def keys() -> Keys:
-    return Keys(ed=make_key("EdDSA"), es=make_key("ES256"))
-
-
-@pytest.fixture(scope="module")
-def jwks(keys: Keys) -> Iterator[JWKSServer]:
-    with running_jwks([keys.ed, keys.es]) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def env(pg_url: str, jwks: JWKSServer, keys: Keys, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+def env(pg_url: str, keys: Keys, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     port = free_port()
-    settings = auth_env(
-        jwks.url,
-        f"http://127.0.0.1:{port}/mcp",
-        DATABASE_URL=f"{pg_url}?application_name={APP_NAME}",
-        TODO_MCP_DB_POOL_SIZE="1",
-        TODO_MCP_CORS_ORIGINS=CORS_ORIGIN,
-        TODO_MCP_RATE_LIMIT_PER_MINUTE=str(PER_USER_LIMIT),
-        TODO_MCP_ALLOWED_HOSTS=EXTRA_HOST,
-    )
-    with running_server(env=settings, cwd=tmp_path_factory.mktemp("serve"), port=port) as server:
-        yield Env(server=server, keys=keys)
+    with running_jwks(keys.published) as jwks:
+        settings = auth_env(
+            jwks.url,
+            f"http://127.0.0.1:{port}/mcp",
+            DATABASE_URL=f"{pg_url}?application_name={APP_NAME}",
+            TODO_MCP_DB_POOL_SIZE="1",
+            TODO_MCP_CORS_ORIGINS=CORS_ORIGIN,
+            TODO_MCP_RATE_LIMIT_PER_MINUTE=str(PER_USER_LIMIT),
+            TODO_MCP_ALLOWED_HOSTS=EXTRA_HOST,
+        )
+        with running_server(env=settings, cwd=tmp_path_factory.mktemp("serve"), port=port) as server:
+            yield Env(server=server, keys=keys)
 
 
 _addresses = ipaddress.ip_network("198.18.0.0/15").hosts()

@@ -7,7 +7,7 @@ checks are counted where PyJWT makes them (the algorithms' `verify`).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -15,7 +15,7 @@ import anyio
 import pytest
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm
 
-from tests.forged_tokens import Keys, make_keys
+from tests.forged_tokens import Keys
 from tests.jwks_server import (
     OAUTH_ISSUER,
     ORIGIN,
@@ -23,7 +23,6 @@ from tests.jwks_server import (
     JWKSServer,
     access_token_claims,
     jwt_plugin_claims,
-    running_jwks,
 )
 from todo_mcp.auth.errors import AuthError
 from todo_mcp.auth.jwks import JWKSCache
@@ -54,17 +53,6 @@ class SignatureChecks:
 
     def __init__(self) -> None:
         self.count = 0
-
-
-@pytest.fixture(scope="module")
-def keys() -> Keys:
-    return make_keys()
-
-
-@pytest.fixture
-def jwks(keys: Keys) -> Iterator[JWKSServer]:
-    with running_jwks(keys.published) as server:
-        yield server
 
 
 @pytest.fixture
