@@ -36,6 +36,19 @@ def _run(*args: str, env: dict[str, str], cwd: Path, stdin: str = "") -> subproc
     )
 
 
+def _stdio_server(data_dir: Path) -> subprocess.Popen[str]:
+    """The stdio server on its embedded database in `data_dir`, with its three streams piped as text."""
+    return subprocess.Popen(
+        [str(SCRIPT)],
+        env=_env(TODO_MCP_DATA_DIR=str(data_dir)),
+        cwd=data_dir,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def test_the_console_script_is_installed() -> None:
     assert SCRIPT.exists(), f"{SCRIPT} is missing: install the project (pip install -e .)"
 
@@ -165,15 +178,7 @@ def test_a_malformed_stdio_frame_is_answered_when_its_id_can_be_read(tmp_path: P
             "clientInfo": {"name": "t", "version": "1"},
         },
     }
-    with subprocess.Popen(
-        [str(SCRIPT)],
-        env=_env(TODO_MCP_DATA_DIR=str(tmp_path)),
-        cwd=tmp_path,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as proc:
+    with _stdio_server(tmp_path) as proc:
         assert proc.stdin is not None
         assert proc.stdout is not None
         assert proc.stderr is not None
@@ -204,15 +209,7 @@ def test_a_malformed_stdio_frame_is_answered_when_its_id_can_be_read(tmp_path: P
 
 def test_ctrl_c_stops_a_stdio_server_at_once(tmp_path: Path) -> None:
     """Ctrl-C while the client keeps stdin open (a terminal): the server stops, without a traceback."""
-    with subprocess.Popen(
-        [str(SCRIPT)],
-        env=_env(TODO_MCP_DATA_DIR=str(tmp_path)),
-        cwd=tmp_path,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as proc:
+    with _stdio_server(tmp_path) as proc:
         assert proc.stdin is not None
         assert proc.stdout is not None
         assert proc.stderr is not None
