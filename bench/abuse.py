@@ -14,27 +14,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, ExitStack, asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack, ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
 import httpx2
 from sqlalchemy.engine import make_url
 
 from bench.report import write_section
+from bench.scratch import scratch_database
 from tests.http_helpers import ServerProcess, auth_env, bearer, free_port, jwt_token, new_user, running_server
 from tests.jwks_server import SigningKey, make_key, running_jwks
 from tests.wireproxy import WireProxy
-from todo_mcp.storage.migrations import migrate
-from todo_mcp.storage.url import parse_database_url
 
 MB = 1_000_000
 INIT = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "abuse", "version": "1"}}
@@ -238,25 +234,10 @@ async def _black_hole_cases(
     return rows
 
 
-@asynccontextmanager
-async def _database() -> AsyncIterator[str]:
-    admin_url = os.environ.get("TODO_MCP_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-    name = f"todo_bench_abuse_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(admin_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    try:
-        await migrate(parse_database_url(url))
-        yield url
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-
 async def measure(scratch: Path) -> list[Row]:
     key: SigningKey = make_key("EdDSA")
     tokens = {"attacker": jwt_token(key, new_user()), "victim": jwt_token(key, new_user())}
-    async with _database() as url, WireProxy(make_url(url).port or 5432) as proxy:
+    async with scratch_database("todo_bench_abuse") as url, WireProxy(make_url(url).port or 5432) as proxy:
         port = free_port()
         proxied = make_url(url).set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
         with running_jwks([key]) as jwks, ExitStack() as stack:

@@ -29,7 +29,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -45,13 +44,11 @@ from sqlalchemy.engine import make_url
 from bench.bare import bare_server
 from bench.rawclient import RawClient
 from bench.report import ROOT, write_section
+from bench.scratch import scratch_database
 from tests.http_helpers import SCRIPT, auth_env, clean_env, free_port
 from tests.jwks_server import jwt_plugin_claims, make_key, running_jwks
 from tests.wireproxy import WireProxy
-from todo_mcp.storage.migrations import migrate
-from todo_mcp.storage.url import parse_database_url
 
-ADMIN_URL = os.environ.get("TODO_MCP_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 CONCURRENCY = 10
 LOCAL_USER = "bench-local"
 AUTH_USERS = [f"bench-user-{n}" for n in range(10)]
@@ -86,20 +83,12 @@ FROM unnest($1::text[]) AS owner, generate_series(1, $2::int) AS n
 @asynccontextmanager
 async def fresh_database() -> AsyncIterator[str]:
     """A migrated database with 12,000 pending tasks for each user, dropped afterwards."""
-    name = f"todo_ledger_bench_load_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(ADMIN_URL)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    try:
-        await migrate(parse_database_url(url))
+    async with scratch_database("todo_ledger_bench_load") as url:
         conn = await asyncpg.connect(url)
         await conn.execute(SEED, [LOCAL_USER, *AUTH_USERS], 12_000)
         await conn.execute("VACUUM ANALYZE tasks")
         await conn.close()
         yield url
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 @asynccontextmanager
