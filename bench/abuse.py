@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import tempfile
 import time
@@ -83,18 +84,27 @@ async def _raw_upload(port: int, head: bytes, chunks: int, chunk: bytes) -> tupl
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     answer = asyncio.create_task(reader.readline())
     try:
-        writer.write(head)
-        for _ in range(chunks):
-            if answer.done():
-                break
-            writer.write(chunk)
-            await writer.drain()
-        status = (await asyncio.wait_for(answer, 30)).decode().strip()
-    except (ConnectionError, OSError):
-        status = (await asyncio.wait_for(answer, 30)).decode().strip() or "connection closed"
+        # A server that stops the upload breaks the connection; its answer (or none) says why.
+        with contextlib.suppress(ConnectionError, OSError):
+            writer.write(head)
+            for _ in range(chunks):
+                if answer.done():
+                    break
+                writer.write(chunk)
+                await writer.drain()
+        status = await _status_line(answer)
     finally:
         writer.close()
     return status, time.monotonic() - started
+
+
+async def _status_line(answer: asyncio.Task[bytes]) -> str:
+    """The status line the server answered with, or how it ended the connection without one."""
+    try:
+        line = await asyncio.wait_for(answer, 30)
+    except (ConnectionError, OSError):
+        return "connection reset"
+    return line.decode().strip() or "connection closed"
 
 
 async def _with_other_user(
