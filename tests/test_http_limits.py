@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 
 import anyio
@@ -21,6 +21,7 @@ from tests.http_helpers import ServerProcess, clean_env, running_server
 pytestmark = pytest.mark.anyio
 
 READ_TIMEOUT = 1.0
+JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +105,56 @@ async def test_a_declared_20_mb_body_is_refused_before_it_is_sent(server: Server
     answer, elapsed = await anyio.to_thread.run_sync(_raw, server, head)
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert elapsed < 1
+
+
+async def test_a_client_that_sends_a_20_mb_body_before_reading_still_reads_the_413(
+    server: ServerProcess,
+) -> None:
+    """The refusal is sent before the body has arrived; the rest is read and dropped, not met with a reset."""
+    body = b"x" * 20_000_000
+    head = (
+        b"POST /api/tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body)
+    )
+    answer, elapsed = await anyio.to_thread.run_sync(_raw, server, head + body)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"send at most that" in answer
+    assert elapsed < 5
+
+    async def chunked() -> AsyncIterator[bytes]:
+        for _ in range(20):
+            yield body[:1_000_000]
+
+    async with httpx2.AsyncClient(base_url=server.base, timeout=10) as http:
+        for sent in (body, chunked()):  # its length declared, then not
+            response = await http.post("/api/tasks", content=sent, headers=JSON)
+            assert response.status_code == 413, response.text
+            assert "send at most that" in response.json()["detail"]
+
+
+def _upload_for_ever(server: ServerProcess, limit: float) -> tuple[bytes, float]:
+    """Declare a 10 GB body and send it until the server cuts the connection (or `limit` seconds)."""
+    started = time.monotonic()
+    head = b"POST /api/tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10000000000\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=limit) as sock:
+        sock.sendall(head)
+        try:
+            while time.monotonic() - started < limit:
+                sock.sendall(b"x" * 65536)
+        except OSError:
+            pass
+        elapsed = time.monotonic() - started
+        try:
+            return sock.recv(65536), elapsed
+        except OSError:
+            return b"", elapsed
+
+
+async def test_a_refused_upload_that_goes_on_is_cut_off_within_seconds(server: ServerProcess) -> None:
+    """What the server reads and drops after a refusal is bounded in time: 5 s at most."""
+    answer, elapsed = await anyio.to_thread.run_sync(_upload_for_ever, server, 20.0)
+    assert elapsed < 8, f"the server read an unwanted body for {elapsed:.1f} s"
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 413"), answer[:200]
 
 
 async def _open_stream(stack: AsyncExitStack, http: httpx2.AsyncClient) -> int:

@@ -1,4 +1,4 @@
-"""uvicorn's HTTP/1.1 protocol (httptools) with a deadline and a size limit for each request's head.
+"""uvicorn's HTTP/1.1 protocol (httptools): a deadline and a size limit for each head; a lingering close.
 
 uvicorn closes a keep-alive connection that stays idle after a response, but a client that has
 sent part of a request (a few header bytes, then nothing) would hold its connection for ever, and
@@ -7,12 +7,18 @@ connection must complete a request's head (request line and headers) within `hea
 seconds of opening, and again after each response, in at most `max_head_bytes`; past either the
 connection is closed (with 431 for a head too large). A request in progress, a long SSE stream
 included, is untouched.
+
+A refusal sent before the request has fully arrived (413 for a body too large, 408, 431) ends the
+connection; closing a socket while the client is still sending makes the kernel answer with a
+reset, which throws away the refusal before most clients read it (they send the whole body
+first). So the server stops writing and reads on, dropping what arrives, until the client ends
+the connection, sends nothing for `linger_idle` seconds, or `linger_seconds` have passed.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -22,11 +28,35 @@ HEAD_TOO_LARGE = (
 )
 
 
+class _LingeringTransport:
+    """The connection's transport as uvicorn sees it: its `close` is the protocol's lingering close."""
+
+    def __init__(self, transport: Any, protocol: BoundedHttpProtocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def close(self) -> None:
+        self._protocol.close_after_reading()
+
+    def is_closing(self) -> bool:
+        return self._protocol.lingering or bool(self._transport.is_closing())
+
+
 class BoundedHttpProtocol(HttpToolsProtocol):
-    """HTTP/1.1 that closes a connection whose request head is late or too large."""
+    """HTTP/1.1 that closes a connection whose request head is late or too large, lingering."""
 
     header_timeout = 10.0
     max_head_bytes = 64 * 1024
+    linger_seconds = 5.0
+    linger_idle = 1.0
+    lingering = False
+    _socket: Any = None
+    _linger_timer: asyncio.TimerHandle | None = None
+    _linger_until = 0.0
+    _last_received = 0.0
     _header_deadline: asyncio.TimerHandle | None = None
     _unparsed = 0  # bytes received while no request's head was complete
     _head_bytes = 0  # the current head's request line and headers, as parsed
@@ -40,10 +70,15 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     def connection_made(self, transport: Any) -> None:
         """Start the clock for the first request's head."""
         super().connection_made(transport)
+        self._socket = transport
+        self.transport = cast("asyncio.Transport", _LingeringTransport(transport, self))
         self._arm()
 
     def data_received(self, data: bytes) -> None:
         """Feed the parser; a head still incomplete after more than the limit is refused."""
+        if self.lingering:
+            self._last_received = self.loop.time()
+            return
         if self._refused:
             return
         waiting = self._awaiting_head()
@@ -91,10 +126,49 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Stop the clock with the connection."""
-        if self._header_deadline is not None:
-            self._header_deadline.cancel()
+        """Stop the clocks with the connection."""
+        for timer in (self._header_deadline, self._linger_timer):
+            if timer is not None:
+                timer.cancel()
         super().connection_lost(exc)
+
+    def eof_received(self) -> None:
+        """The client has finished sending: a lingering connection closes now."""
+        if self.lingering:
+            self._socket.close()
+            return
+        super().eof_received()
+
+    def shutdown(self) -> None:
+        """The server is stopping: nothing lingers."""
+        if self.lingering:
+            self._socket.close()
+            return
+        super().shutdown()
+
+    def close_after_reading(self) -> None:
+        """Close, after reading and dropping whatever the client is still sending (see the module)."""
+        if self.lingering or self._socket.is_closing():
+            return
+        body_coming = self.cycle is not None and self.cycle.more_body and not self.cycle.disconnected
+        if not (body_coming or self._refused) or not self._socket.can_write_eof():
+            self._socket.close()
+            return
+        self.lingering = True
+        self._socket.write_eof()  # the answer goes out, then end-of-stream
+        self._socket.resume_reading()
+        self._last_received = self.loop.time()
+        self._linger_until = self._last_received + self.linger_seconds
+        self._linger_timer = self.loop.call_later(self.linger_idle, self._linger_check)
+
+    def _linger_check(self) -> None:
+        now = self.loop.time()
+        idle_until = self._last_received + self.linger_idle
+        if now >= self._linger_until or now >= idle_until:
+            self._socket.close()
+            return
+        wake = min(idle_until, self._linger_until) - now
+        self._linger_timer = self.loop.call_later(wake, self._linger_check)
 
     def _awaiting_head(self) -> bool:
         # No request whose head has been read is being answered (or waits in the pipeline).
