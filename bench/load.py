@@ -3,7 +3,8 @@
 The server runs as its own process, its database connections pass through `tests.wireproxy`
 (which can hold every database round trip back by 20 ms: a client one region away from its Neon
 database), and the load comes from raw JSON-RPC clients (`bench.rawclient`), cheap enough that
-on a small machine the server, not the load generator, is what is measured. Every figure is a
+on a small machine the server, not the load generator, is what is measured (the generator and
+the proxy run on uvloop, as the server does). Every figure is a
 ratio within one run, so the machine's speed cancels out:
 
 - calls/s of list_tasks ÷ calls/s of MCP ping, concurrency 10, no added delay (the database reached
@@ -40,6 +41,7 @@ from typing import Any
 
 import asyncpg
 import httpx2
+import uvloop
 from sqlalchemy.engine import make_url
 
 from bench.bare import bare_server
@@ -507,7 +509,8 @@ def render(figures: Figures, *, seconds: float, command: str) -> str:
         "",
         "A live `todo-ledger serve` on PostgreSQL, its database connections through `tests/wireproxy.py`",
         "(20 ms added per database round trip where stated), driven by raw JSON-RPC clients",
-        f"(`bench/rawclient.py`, handshake-era sessions on kept-alive connections); {seconds:g} s per",
+        "(`bench/rawclient.py`, handshake-era sessions on kept-alive connections; the clients and the",
+        f"proxy run on uvloop, as the server does); {seconds:g} s per",
         "measurement unless stated. Each user has 12,000 pending tasks; list_tasks returns the first page",
         "(20 tasks). Ratios are taken within the run; the two sides of a ratio of calls/s (ping and",
         "list_tasks; complete_task and raw asyncpg; bearer auth and --no-auth, two servers side by side)",
@@ -546,7 +549,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each measurement")
     parser.add_argument("--output", default="docs/benchmarks.md", help="markdown file to update; - for none")
     args = parser.parse_args(argv)
-    figures = asyncio.run(measure(args.seconds))
+    figures = uvloop.run(measure(args.seconds))
     shown = ["python -m bench.load", *(argv if argv is not None else sys.argv[1:])]
     report = render(figures, seconds=args.seconds, command=" ".join(shown))
     print(report)
