@@ -49,19 +49,25 @@ class RawClient:
         return self
 
     async def close(self) -> None:
-        """End the session (if any) and close the connection."""
+        """End the session (if any) and close the connection; RpcError if the server kept the session."""
+        refused = None
         if self._writer is not None and self._session is not None:
+            auth = f"Authorization: Bearer {self.token}\r\n" if self.token else ""
             self._writer.write(
                 (
-                    f"DELETE {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+                    f"DELETE {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{auth}"
                     f"MCP-Protocol-Version: {LEGACY}\r\nMcp-Session-Id: {self._session}\r\n\r\n"
                 ).encode()
             )
-            await self._response()
+            status, _, payload = await self._response()
             self._session = None
+            if status >= 300:  # a session left open would weigh on the server for the rest of the run
+                refused = RpcError(f"DELETE of the session: HTTP {status}: {payload[:200]!r}")
         if self._writer is not None:
             self._writer.close()
             await self._writer.wait_closed()
+        if refused is not None:
+            raise refused
 
     def _head(self, method: str, name: str) -> bytes:
         key = (method, name)
