@@ -19,6 +19,8 @@ from mcp.server import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from todo_mcp import __version__
 from todo_mcp.auth.resources import ProtectedResources
@@ -41,6 +43,7 @@ from todo_mcp.web.routes import read_router, write_router
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT = 5.0
+MCP_PATH = "/mcp"
 CORS_ALLOW_HEADERS = (
     "Authorization",
     "Content-Type",
@@ -56,6 +59,26 @@ CORS_ALLOW_HEADERS = (
 CORS_EXPOSE_HEADERS = ("Mcp-Session-Id", "WWW-Authenticate", "Retry-After", "ETag", "Location")
 
 
+class McpEndpoint:
+    """Requests to /mcp go straight to the SDK's Streamable HTTP app, past the routing of the REST routes.
+
+    It runs inside the gate (the principal is known); every other path, /sse and /messages/
+    included, goes on to FastAPI, whose last route is the mount of every transport.
+    """
+
+    def __init__(self, app: ASGIApp, *, streamable: ASGIApp) -> None:
+        """Send /mcp to `streamable`, anything else to `app`."""
+        self.app = app
+        self.streamable = streamable
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Dispatch by path."""
+        if scope["type"] == "http" and scope["path"] == MCP_PATH:
+            await self.streamable(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
 def _transports(mcp: MCPServer[object], settings: Settings, *, stateless: bool) -> Starlette:
     """Streamable HTTP and SSE, with the SDK's own Host check off: `HostGuard` is the only one."""
     security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
@@ -68,6 +91,14 @@ def _transports(mcp: MCPServer[object], settings: Settings, *, stateless: bool) 
     )
     sse = mcp.sse_app(transport_security=security)
     return Starlette(routes=[*streamable.routes, *sse.routes])
+
+
+def _streamable_endpoint(transports: Starlette) -> ASGIApp:
+    """The ASGI app the /mcp route of `transports` hands its requests to."""
+    for route in transports.routes:
+        if isinstance(route, Route) and route.path == MCP_PATH:
+            return route.app
+    raise LookupError(f"the MCP transports have no {MCP_PATH} route")
 
 
 def _add_health_routes(app: FastAPI, database: Database) -> None:
@@ -133,7 +164,9 @@ def create_app(
     if not settings.read_only:
         app.include_router(write_router)
         app.include_router(ledger_routes.write_router)
-    app.mount("/", _transports(mcp, settings, stateless=stateless))
+    transports = _transports(mcp, settings, stateless=stateless)
+    app.mount("/", transports)
+    app.add_middleware(McpEndpoint, streamable=_streamable_endpoint(transports))
     _add_middleware(app, settings, verifier, resources, budget, _session_ender(mcp))
     return app
 
