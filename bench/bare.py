@@ -1,8 +1,9 @@
 """A bare MCPServer for comparison: one tool, `list_tasks`, returning a fixed page as a plain dict.
 
 It runs as its own process on the same HTTP stack as `todo-ledger serve` (uvicorn, with uvloop
-and httptools when they are installed, as they are with this project), so that what it costs
-is the SDK's own floor: dispatching a tools/call and shaping its result, without a database.
+and httptools when they are installed, as they are with this project) and answers in JSON as it
+does, so that what it costs is the SDK's own floor: dispatching a tools/call and shaping its
+result, without a database, a gate or any other layer.
 
     python -m bench.bare PAGE_JSON_FILE PORT
 """
@@ -36,7 +37,9 @@ def serve(page_file: str, port: int) -> None:
         """The same page, as a plain dict."""
         return page
 
-    uvicorn.run(mcp.streamable_http_app(), host="127.0.0.1", port=port, log_level="warning")
+    # JSON responses rather than one-event SSE streams, as `todo-ledger serve` answers.
+    app = mcp.streamable_http_app(json_response=True)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
 @contextmanager
