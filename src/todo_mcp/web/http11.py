@@ -53,7 +53,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     linger_seconds = 5.0
     linger_idle = 1.0
     lingering = False
-    _socket: Any = None
+    _raw: Any = None  # the transport itself, under the lingering one uvicorn holds
     _linger_timer: asyncio.TimerHandle | None = None
     _linger_until = 0.0
     _last_received = 0.0
@@ -70,7 +70,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     def connection_made(self, transport: Any) -> None:
         """Start the clock for the first request's head."""
         super().connection_made(transport)
-        self._socket = transport
+        self._raw = transport
         self.transport = cast("asyncio.Transport", _LingeringTransport(transport, self))
         self._arm()
 
@@ -135,28 +135,28 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     def eof_received(self) -> None:
         """The client has finished sending: a lingering connection closes now."""
         if self.lingering:
-            self._socket.close()
+            self._raw.close()
             return
         super().eof_received()
 
     def shutdown(self) -> None:
         """The server is stopping: nothing lingers."""
         if self.lingering:
-            self._socket.close()
+            self._raw.close()
             return
         super().shutdown()
 
     def close_after_reading(self) -> None:
         """Close, after reading and dropping whatever the client is still sending (see the module)."""
-        if self.lingering or self._socket.is_closing():
+        if self.lingering or self._raw.is_closing():
             return
         body_coming = self.cycle is not None and self.cycle.more_body and not self.cycle.disconnected
-        if not (body_coming or self._refused) or not self._socket.can_write_eof():
-            self._socket.close()
+        if not (body_coming or self._refused) or not self._raw.can_write_eof():
+            self._raw.close()
             return
         self.lingering = True
-        self._socket.write_eof()  # the answer goes out, then end-of-stream
-        self._socket.resume_reading()
+        self._raw.write_eof()  # the answer goes out, then end-of-stream
+        self._raw.resume_reading()
         self._last_received = self.loop.time()
         self._linger_until = self._last_received + self.linger_seconds
         self._linger_timer = self.loop.call_later(self.linger_idle, self._linger_check)
@@ -165,7 +165,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         now = self.loop.time()
         idle_until = self._last_received + self.linger_idle
         if now >= self._linger_until or now >= idle_until:
-            self._socket.close()
+            self._raw.close()
             return
         wake = min(idle_until, self._linger_until) - now
         self._linger_timer = self.loop.call_later(wake, self._linger_check)
